@@ -1,0 +1,15 @@
+"""chainsync server: the gRPC JobService, its job store, runner and sync engine.
+
+Modules, one concern each:
+
+- ``config``    settings from flags, environment and defaults
+- ``errors``    the error type every layer raises, and its gRPC status
+- ``rpc``       the JSON-RPC transport to the EVM node (batching, retries)
+- ``contracts`` what the sync knows of the platform's contracts (ABIs, topics)
+- ``sync``      the sync engine: range rules, log scan, getter reads
+- ``store``     the job store interface and its SQLite implementation
+- ``runner``    the thread pool that claims pending jobs and runs them
+- ``servicer``  the gRPC JobService (grpc.aio)
+- ``serve``     wiring: builds the store, runner and gRPC server
+- ``cli``       the ``chainsync`` command
+"""

@@ -1,0 +1,58 @@
+"""Settings: flags, then environment (CHAINSYNC_*), then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+
+def default_db_path() -> str:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(data_home) / "chainsync" / "jobs.sqlite3")
+
+
+@dataclass(frozen=True)
+class Settings:
+    rpc_urls: tuple[str, ...] = ("http://127.0.0.1:8545",)
+    deployment_path: str = ".devnet/deployment.json"
+    db: str = field(default_factory=default_db_path)
+    grpc_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8080"
+    api_token: str | None = None
+    confirmations: int = 0
+    workers: int = field(default_factory=lambda: max(2, min(8, os.cpu_count() or 2)))
+    job_timeout_s: int = 15 * 60
+    retention_s: int = 24 * 60 * 60
+    log_chunk_blocks: int = 2_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        if env.get("CHAINSYNC_RPC_URL"):
+            values["rpc_urls"] = tuple(u.strip() for u in env["CHAINSYNC_RPC_URL"].split(",") if u.strip())
+        for key, name in [
+            ("deployment_path", "CHAINSYNC_DEPLOYMENT"),
+            ("db", "CHAINSYNC_DB"),
+            ("grpc_addr", "CHAINSYNC_GRPC_ADDR"),
+            ("http_addr", "CHAINSYNC_HTTP_ADDR"),
+            ("api_token", "CHAINSYNC_API_TOKEN"),
+        ]:
+            if env.get(name):
+                values[key] = env[name]
+        for key, name in [
+            ("confirmations", "CHAINSYNC_CONFIRMATIONS"),
+            ("workers", "CHAINSYNC_WORKERS"),
+            ("job_timeout_s", "CHAINSYNC_JOB_TIMEOUT"),
+            ("retention_s", "CHAINSYNC_RETENTION"),
+            ("log_chunk_blocks", "CHAINSYNC_LOG_CHUNK"),
+        ]:
+            if env.get(name):
+                try:
+                    values[key] = int(env[name])
+                except ValueError:
+                    raise SystemExit(f"{name} must be an integer, got {env[name]!r}") from None
+        settings = replace(cls(), **values)
+        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,207 @@
+"""The gRPC JobService (grpc.aio), modelled on grpc's route_guide servicer.
+
+Owns: validating requests (bad input never reaches the thread pool), turning
+store records into protobuf messages, and raising every failure as a canonical
+status code with a google.rpc.ErrorInfo reason. Blocking store calls run in
+worker threads so the event loop stays free for many watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any, AsyncIterator, Callable
+
+import grpc
+from google.protobuf import empty_pb2, json_format, timestamp_pb2
+
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
+from server.errors import ChainsyncError, invalid_argument, job_not_found
+from server.store import JobRecord, JobStore
+
+MAX_BLOCKS_BACK = 100_000_000
+MAX_TIMEOUT_S = 24 * 60 * 60
+MAX_CONFIRMATIONS = 10_000
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+WATCH_POLL_S = 0.2
+
+TYPE_NAMES = {
+    jobs_pb2.JOB_TYPE_UNSPECIFIED: "blockchain_sync",
+    jobs_pb2.JOB_TYPE_BLOCKCHAIN_SYNC: "blockchain_sync",
+    jobs_pb2.JOB_TYPE_PROPOSALS_SYNC: "proposals_sync",
+    jobs_pb2.JOB_TYPE_PETITIONS_SYNC: "petitions_sync",
+    jobs_pb2.JOB_TYPE_REPORTS_SYNC: "reports_sync",
+}
+TYPE_ENUMS = {name: enum for enum, name in TYPE_NAMES.items() if enum}
+STATE_ENUMS = {
+    "pending": jobs_pb2.JOB_STATE_PENDING,
+    "running": jobs_pb2.JOB_STATE_RUNNING,
+    "completed": jobs_pb2.JOB_STATE_COMPLETED,
+    "failed": jobs_pb2.JOB_STATE_FAILED,
+    "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
+}
+RECORD_MESSAGES = {"proposals": jobs_pb2.Proposal, "petitions": jobs_pb2.Petition, "reports": jobs_pb2.Report}
+
+
+def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -> tuple[str, dict[str, Any], int]:
+    """(job type, normalized request in JSON form, timeout) or INVALID_ARGUMENT naming the field."""
+    if request.type not in TYPE_NAMES:
+        raise invalid_argument("type", f"unknown job type {request.type}")
+    body: dict[str, Any] = {}
+    explicit_range = request.HasField("from_block") or request.HasField("to_block")
+    if request.HasField("blocks_back"):
+        if not 1 <= request.blocks_back <= MAX_BLOCKS_BACK:
+            raise invalid_argument(
+                "blocksBack", f"must be between 1 and {MAX_BLOCKS_BACK:,}, got {request.blocks_back}", "INVALID_BLOCKS_BACK"
+            )
+        if request.is_full_sync or explicit_range:
+            raise invalid_argument("blocksBack", "cannot be combined with isFullSync or fromBlock/toBlock")
+        body["blocksBack"] = request.blocks_back
+    if request.is_full_sync:
+        if explicit_range:
+            raise invalid_argument("isFullSync", "cannot be combined with fromBlock/toBlock")
+        body["isFullSync"] = True
+    if request.HasField("from_block"):
+        body["fromBlock"] = request.from_block
+    if request.HasField("to_block"):
+        body["toBlock"] = request.to_block
+    if explicit_range and "fromBlock" in body and "toBlock" in body and body["fromBlock"] > body["toBlock"]:
+        raise invalid_argument("fromBlock", f"{body['fromBlock']} is after toBlock {body['toBlock']}", "INVALID_RANGE")
+    if request.incremental:
+        body["incremental"] = True
+    if request.HasField("confirmations"):
+        if request.confirmations > MAX_CONFIRMATIONS:
+            raise invalid_argument("confirmations", f"must be at most {MAX_CONFIRMATIONS}, got {request.confirmations}")
+        body["confirmations"] = request.confirmations
+    timeout_s = default_timeout_s
+    if request.HasField("timeout_seconds"):
+        if not 1 <= request.timeout_seconds <= MAX_TIMEOUT_S:
+            raise invalid_argument("timeoutSeconds", f"must be between 1 and {MAX_TIMEOUT_S}, got {request.timeout_seconds}")
+        timeout_s = request.timeout_seconds
+        body["timeoutSeconds"] = timeout_s
+    if request.request_id and not REQUEST_ID_RE.match(request.request_id):
+        raise invalid_argument("requestId", "must be 1 to 128 letters, digits or . _ : -")
+    return TYPE_NAMES[request.type], body, timeout_s
+
+
+def check_job_id(job_id: str) -> None:
+    if not UUID_RE.match(job_id):
+        raise invalid_argument("jobId", f"{job_id[:64]!r} is not a job id (a UUID)", "INVALID_JOB_ID")
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def job_message(job: JobRecord) -> jobs_pb2.Job:
+    msg = jobs_pb2.Job(
+        id=job.id,
+        type=TYPE_ENUMS[job.type],
+        state=STATE_ENUMS[job.state],
+        progress=job.progress,
+        message=job.message,
+        create_time=_timestamp(job.created_at),
+        start_time=_timestamp(job.started_at),
+        end_time=_timestamp(job.ended_at),
+        from_block=job.from_block or 0,
+        to_block=job.to_block or 0,
+        request=json_format.ParseDict(job.request, jobs_pb2.StartSyncRequest()),
+        stats=json_format.ParseDict(job.stats, jobs_pb2.JobStats(), ignore_unknown_fields=True),
+    )
+    if job.error_code:
+        msg.error.code = job.error_code
+        msg.error.message = job.error_message or ""
+    return msg
+
+
+def record_message(kind: str, record: dict[str, Any]) -> Any:
+    return json_format.ParseDict({k: v for k, v in record.items() if v is not None}, RECORD_MESSAGES[kind]())
+
+
+class JobService(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, store: JobStore, wake_runner: Callable[[], None], default_timeout_s: int) -> None:
+        self.store = store
+        self.wake_runner = wake_runner
+        self.default_timeout_s = default_timeout_s
+
+    async def _get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
+        job = await asyncio.to_thread(self.store.get, job_id)
+        if job is None:
+            raise job_not_found(job_id)
+        return job
+
+    async def StartSync(self, request, context):
+        job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
+        new = JobRecord(
+            id=str(uuid.uuid4()), type=job_type, request=body, timeout_s=timeout_s,
+            request_id=request.request_id or None,
+        )
+        job = await asyncio.to_thread(self.store.create, new)
+        if job.id == new.id:
+            self.wake_runner()
+        return jobs_pb2.StartSyncResponse(
+            job_id=job.id,
+            job=job_message(job),
+            message="Blockchain sync job started" if job.id == new.id else "Job already started with this requestId",
+            status_url=f"/api/blockchain/sync/status/{job.id}",
+            result_url=f"/api/blockchain/sync/result/{job.id}",
+        )
+
+    async def GetJob(self, request, context):
+        return job_message(await self._get(request.job_id))
+
+    async def GetResult(self, request, context):
+        job = await self._get(request.job_id)
+        if job.state != "completed":
+            raise ChainsyncError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "JOB_NOT_COMPLETED",
+                f"job {job.id} is {job.state}; its result is available once it is completed",
+                {"jobId": job.id, "state": job.state},
+            )
+        return await asyncio.to_thread(self._result, job)
+
+    def _result(self, job: JobRecord) -> jobs_pb2.SyncResult:
+        summary = self.store.result_summary(job.id)
+        result = jobs_pb2.SyncResult(
+            job_id=job.id,
+            from_block=summary.from_block,
+            to_block=summary.to_block,
+            to_block_hash=summary.to_block_hash,
+            chain_id=summary.chain_id,
+            processing_time_ms=summary.processing_time_ms,
+            complete_time=_timestamp(job.ended_at),
+            events_count=summary.events_count,
+        )
+        for kind in RECORD_MESSAGES:
+            getattr(result, kind).extend(record_message(kind, r) for r in self.store.records(job.id, kind))
+        return result
+
+    async def WatchJob(self, request, context) -> AsyncIterator[jobs_pb2.JobEvent]:
+        job = await self._get(request.job_id)
+        last = request.after_sequence
+        while True:
+            if job.version > last or last == 0:
+                last = max(job.version, 1)
+                yield jobs_pb2.JobEvent(sequence=last, time=_timestamp(time.time()), job=job_message(job))
+            if job.finished:
+                return
+            await asyncio.sleep(WATCH_POLL_S)
+            job = await self._get(request.job_id)
+
+    async def ListJobs(self, request, context):
+        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "ListJobs is not implemented yet")
+
+    async def CancelJob(self, request, context):
+        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "CancelJob is not implemented yet")
+
+    async def DeleteJob(self, request, context) -> empty_pb2.Empty:
+        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "DeleteJob is not implemented yet")
