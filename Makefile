@@ -1,0 +1,52 @@
+# chainsync: `make run` and `make test` work on a fresh clone; each installs
+# what it needs first (venv, Python packages, npm packages, generated stubs)
+# and skips what is already done (stamp files).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMPS := .stamps
+
+.PHONY: install run test devnet proto contracts bench lint clean
+
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/proto
+
+$(STAMPS)/python: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMPS)/proto: $(STAMPS)/python $(shell find proto -name '*.proto') proto/generate.py
+	rm -rf gen
+	$(BIN)/python proto/generate.py gen
+	@touch $@
+
+proto: $(STAMPS)/proto
+
+contracts: $(STAMPS)/npm
+	node contracts/compile.mjs
+
+run: install
+	$(BIN)/chainsync up
+
+devnet: install
+	$(BIN)/chainsync devnet
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	@echo "make bench: not yet (the sync engine issue adds it)"
+
+lint: install
+	$(BIN)/ruff check server rest_bridge devnet clients tests proto bench
+	$(BIN)/ruff format --check server rest_bridge devnet clients tests proto bench
+
+clean:
+	rm -rf $(STAMPS) gen .pytest_cache
