@@ -70,6 +70,7 @@ class Runner:
         self._wake = threading.Event()
         self._shutdown = threading.Event()
         self._loop = threading.Thread(target=self._claim_loop, name="chainsync-claim", daemon=True)
+        self._running: set[str] = set()  # ids of jobs in a worker now
 
     def start(self) -> None:
         self._loop.start()
@@ -78,11 +79,16 @@ class Runner:
         """A job was just created: claim without waiting for the next poll."""
         self._wake.set()
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 10.0) -> bool:
+        """Stops claiming and waits up to grace_s for running jobs; True if they all ended."""
         self._shutdown.set()
         self._wake.set()
+        deadline = time.monotonic() + grace_s
         self._loop.join(timeout=grace_s)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._running
 
     def _claim_loop(self) -> None:
         while not self._shutdown.is_set():
@@ -101,10 +107,12 @@ class Runner:
             self._pool.submit(self._run, job)
 
     def _run(self, job: JobRecord) -> None:
+        self._running.add(job.id)
         try:
             ctx = JobContext(job, self.store, time.monotonic() + job.timeout_s, self._shutdown)
             self.execute(ctx)
         except Exception:
             log.exception("job %s crashed", job.id)
         finally:
+            self._running.discard(job.id)
             self._free.release()
