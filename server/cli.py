@@ -11,7 +11,6 @@ Settings come from flags, then CHAINSYNC_* environment variables, then defaults.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys

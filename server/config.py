@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 
 def default_db_path() -> str:
@@ -26,9 +26,10 @@ class Settings:
     job_timeout_s: int = 15 * 60
     retention_s: int = 24 * 60 * 60
     log_chunk_blocks: int = 2_000
+    lease_s: int = 15
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         if env.get("CHAINSYNC_RPC_URL"):
@@ -48,6 +49,7 @@ class Settings:
             ("job_timeout_s", "CHAINSYNC_JOB_TIMEOUT"),
             ("retention_s", "CHAINSYNC_RETENTION"),
             ("log_chunk_blocks", "CHAINSYNC_LOG_CHUNK"),
+            ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
         ]:
             if env.get(name):
                 try:

@@ -11,9 +11,10 @@ raw hex, without web3's formatters.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from eth_abi import decode as abi_decode

@@ -1,12 +1,15 @@
-"""gRPC server interceptors: turn ChainsyncError into a status with ErrorInfo.
+"""gRPC server interceptors: bearer-token auth, and ChainsyncError as a rich status.
 
-Servicer methods simply raise ``ChainsyncError``; this interceptor aborts the
-call with its canonical code, message and a ``grpc-status-details-bin``
+Servicer methods simply raise ``ChainsyncError``; ``ErrorInterceptor`` aborts
+the call with its canonical code, message and a ``grpc-status-details-bin``
 trailer holding the google.rpc.Status (reason, domain, metadata).
+``AuthInterceptor`` refuses every call without ``authorization: Bearer <token>``
+metadata, except the health and reflection services.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 import grpc
@@ -51,3 +54,39 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _refuse(handler: grpc.RpcMethodHandler, error: ChainsyncError) -> grpc.RpcMethodHandler:
+    async def unary(request, context):
+        await _abort(context, error)
+
+    async def stream(request, context):
+        await _abort(context, error)
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
+    return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
+            return handler
+        given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
+        if isinstance(given, str):
+            given = given.encode()
+        if hmac.compare_digest(given, self._expected):
+            return handler
+        reason = "MISSING_TOKEN" if not given else "INVALID_TOKEN"
+        return _refuse(handler, ChainsyncError(
+            grpc.StatusCode.UNAUTHENTICATED, reason,
+            "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
+        ))

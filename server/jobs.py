@@ -1,23 +1,27 @@
 """What running one sync job means.
 
 Owns the glue between a claimed job and the sync engine: resolve the range
-against the chain head, run the engine with the job's progress and record
-sinks, and finish the job ``completed`` with its result summary or ``failed``
-with a reason (``JOB_TIMEOUT``, ``RPC_UNAVAILABLE``, ...).
+once (a resumed job keeps the range it started with), run the engine with the
+job's progress reporting and a journal that saves each chunk of work to the
+store, then finish the job: ``completed`` with its result summary, ``failed``
+with a reason (``JOB_TIMEOUT``, ``RPC_UNAVAILABLE``, ...), ``cancelled``, or,
+on a server shutdown, released back to ``pending`` to resume from its
+checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError
 from server.rpc import JsonRpc, RpcError
-from server.runner import JobContext
-from server.store import ResultSummary
+from server.runner import JobContext, JobStopped
+from server.store import JobStore, ResultSummary
 from server.sync import BlockRange, SyncEngine, SyncStats, resolve_range
 
 log = logging.getLogger("chainsync.jobs")
@@ -30,10 +34,6 @@ KINDS_BY_TYPE = {
 }
 
 
-class JobTimeout(Exception):
-    pass
-
-
 @dataclass
 class SyncJobDeps:
     rpc_urls: tuple[str, ...]
@@ -43,57 +43,102 @@ class SyncJobDeps:
     log_chunk_blocks: int
 
 
+class StoreJournal:
+    """The engine's SyncJournal, saved in the job store under one job."""
+
+    def __init__(self, store: JobStore, job_id: str, checkpoint: dict[str, Any]) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.checkpoint = dict(checkpoint)
+
+    def save_scan(self, scanned_to: int, events: int, touched: dict[str, dict[int, Any]]) -> None:
+        self.checkpoint.update(scannedTo=scanned_to, events=events)
+        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=touched)
+
+    def touched(self, kind: str) -> dict[int, Any]:
+        return self.store.touched(self.job_id, kind)
+
+    def done_ids(self, kind: str) -> set[str]:
+        return self.store.record_ids(self.job_id, kind)
+
+    def save_records(self, kind: str, records: list[dict[str, Any]]) -> None:
+        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, records=(kind, records))
+
+
+def _range_for(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps) -> BlockRange:
+    checkpoint = ctx.job.checkpoint
+    if "fromBlock" in checkpoint:  # resuming: the range the job started with
+        return BlockRange(int(checkpoint["fromBlock"]), int(checkpoint["toBlock"]))
+    confirmations = int(ctx.job.request.get("confirmations", deps.confirmations))
+    return resolve_range(ctx.job.request, engine.head(), deployment.earliest_block, confirmations)
+
+
 def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
     job = ctx.job
-    started = time.monotonic()
+    store = ctx.store
 
     def stop_check() -> bool:
-        if ctx.timed_out():
-            raise JobTimeout()
-        return ctx.should_stop()
+        ctx.check()  # raises JobStopped
+        return False
 
     rpc = JsonRpc(deps.rpc_urls, should_stop=stop_check)
     try:
         deployment = deps.load_deployment()
         engine = SyncEngine(rpc, deployment, deps.kinds, deps.log_chunk_blocks)
         chain_id = engine.check_chain()
-        confirmations = int(job.request.get("confirmations", deps.confirmations))
-        rng: BlockRange = resolve_range(job.request, engine.head(), deployment.earliest_block, confirmations)
+        rng = _range_for(ctx, engine, deployment, deps)
+        journal = StoreJournal(store, job.id, {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block})
         stats = SyncStats(blocks_total=rng.size)
-        ctx.report(0, f"Syncing blocks {rng.from_block}..{rng.to_block}", stats.as_dict(), force=True,
+        verb = "Resuming" if job.attempts > 1 else "Syncing"
+        ctx.report(0, f"{verb} blocks {rng.from_block}..{rng.to_block}", stats.as_dict(), force=True,
                    from_block=rng.from_block, to_block=rng.to_block)
 
         def progress(s: SyncStats, message: str) -> None:
-            stop_check()
             ctx.report(s.percent(), message, s.as_dict())
 
-        def sink(kind: str, records: list[dict]) -> None:
-            ctx.store.add_records(job.id, kind, records)
-
-        counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress, sink)
+        counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress,
+                            journal)
+        ctx.check()
         summary = ResultSummary(
             from_block=rng.from_block,
             to_block=rng.to_block,
             to_block_hash=engine.block_hash(rng.to_block),
             chain_id=chain_id,
             events_count=stats.events_found,
-            processing_time_ms=int((time.monotonic() - started) * 1000),
+            processing_time_ms=int((time.time() - (job.started_at or time.time())) * 1000),
             record_counts=counts,
         )
         total = sum(counts.values())
-        ctx.store.finish(job.id, "completed", message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
-                         summary=summary)
-    except JobTimeout:
-        ctx.store.finish(job.id, "failed", message="Timed out", error_code="JOB_TIMEOUT",
-                         error_message=f"the job ran longer than its timeout of {job.timeout_s} s; "
-                                       "start it again with a smaller range or a larger timeoutSeconds")
+        store.finish(job.id, "completed", summary=summary,
+                     message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}")
+    except JobStopped as stop:
+        _stopped(ctx, stop.why)
     except ChainsyncError as exc:
-        ctx.store.finish(job.id, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
+        if exc.reason == "JOB_CANCELLED" or ctx.stop_reason():
+            _stopped(ctx, ctx.stop_reason() or "cancelled")
+        else:
+            store.finish(job.id, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
     except RpcError as exc:
-        ctx.store.finish(job.id, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
+        store.finish(job.id, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
         log.exception("job %s failed unexpectedly", job.id)
-        ctx.store.finish(job.id, "failed", message="Failed", error_code="INTERNAL",
-                         error_message=f"internal error: {type(exc).__name__}: {exc}")
+        store.finish(job.id, "failed", message="Failed", error_code="INTERNAL",
+                     error_message=f"internal error: {type(exc).__name__}: {exc}")
     finally:
         rpc.close()
+
+
+def _stopped(ctx: JobContext, why: str) -> None:
+    job = ctx.job
+    if why == "timeout":
+        ctx.store.finish(job.id, "failed", message="Timed out", error_code="JOB_TIMEOUT",
+                         error_message=f"the job ran longer than its timeout of {job.timeout_s} s; start it again "
+                                       "with a smaller range or a larger timeoutSeconds")
+    elif why == "cancelled":
+        current = ctx.store.get(job.id)
+        if current is not None and current.cancel_requested:
+            ctx.store.finish(job.id, "cancelled", message="Cancelled", error_code="JOB_CANCELLED",
+                             error_message="cancelled by request")
+        # else: the lease went to another worker; it is that worker's job now
+    else:  # shutdown: back to pending, to resume from the checkpoint
+        ctx.store.release(job.id, ctx.owner)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -81,7 +82,7 @@ class JsonRpc:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "JsonRpc":
+    def __enter__(self) -> JsonRpc:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,10 +1,11 @@
-"""The runner: a bounded thread pool that claims pending jobs and runs them.
+"""The runner: a bounded thread pool that claims jobs and runs them.
 
 Owns: claiming (``JobStore.claim_next``) only when a worker is free, so jobs
-beyond the pool wait as ``pending`` in order; waking up at once when a job is
-started here (``wake``), and polling otherwise; and ``JobContext``, which each
-running job uses to report progress (throttled) and to learn that it must
-stop (cancel, timeout, shutdown).
+beyond the pool wait as ``pending`` in order; waking at once when a job is
+started here (``wake``) and polling otherwise; a heartbeat thread that renews
+the lease of every job this process runs and notices cancel requests; and
+``JobContext``, through which a running job reports progress (throttled) and
+learns that it must stop: cancelled, timed out, or the server is shutting down.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from server.store import JobRecord, JobStore
 
@@ -23,68 +26,96 @@ log = logging.getLogger("chainsync.runner")
 PROGRESS_MIN_INTERVAL_S = 0.25  # at most four progress writes a second per job
 
 
+class JobStopped(Exception):
+    """Raised inside a job when it must stop; ``why`` is cancelled, timeout, shutdown or lost."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 @dataclass
 class JobContext:
     job: JobRecord
     store: JobStore
-    deadline: float  # time.monotonic() after which the job has timed out
     shutdown: threading.Event
-    _last_write: float = field(default=0.0)
+    owner: str
+    stop_flag: threading.Event = field(default_factory=threading.Event)  # set by the heartbeat
+    _last_write: float = 0.0
 
-    def timed_out(self) -> bool:
-        return time.monotonic() > self.deadline
+    @property
+    def deadline(self) -> float:
+        """Wall-clock end of the job's time: its first start plus its timeout, across resumes."""
+        return (self.job.started_at or time.time()) + self.job.timeout_s
 
-    def should_stop(self) -> bool:
-        return self.shutdown.is_set() or self.timed_out()
+    def stop_reason(self) -> str | None:
+        if self.stop_flag.is_set():
+            return "cancelled"
+        if time.time() > self.deadline:
+            return "timeout"
+        if self.shutdown.is_set():
+            return "shutdown"
+        return None
 
-    def report(
-        self,
-        progress: int,
-        message: str,
-        stats: dict[str, Any],
-        *,
-        force: bool = False,
-        from_block: int | None = None,
-        to_block: int | None = None,
-    ) -> None:
+    def check(self) -> None:
+        """Raises JobStopped when the job must stop."""
+        why = self.stop_reason()
+        if why:
+            raise JobStopped(why)
+
+    def report(self, progress: int, message: str, stats: dict[str, Any], *, force: bool = False,
+               from_block: int | None = None, to_block: int | None = None) -> None:
+        self.check()
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
             return
         self._last_write = now
-        self.store.update_progress(
-            self.job.id, progress=progress, message=message, stats=stats, from_block=from_block, to_block=to_block
-        )
+        self.store.update_progress(self.job.id, progress=progress, message=message, stats=stats,
+                                   from_block=from_block, to_block=to_block)
 
 
 Execute = Callable[[JobContext], None]
 
 
 class Runner:
-    def __init__(self, store: JobStore, execute: Execute, workers: int, poll_interval_s: float = 0.5) -> None:
+    def __init__(self, store: JobStore, execute: Execute, workers: int, *, lease_s: float = 15.0,
+                 poll_interval_s: float = 0.5) -> None:
         self.store = store
         self.execute = execute
         self.workers = workers
+        self.lease_s = lease_s
         self.poll_interval_s = poll_interval_s
+        self.owner = f"runner-{uuid.uuid4()}"
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chainsync-job")
         self._free = threading.Semaphore(workers)
         self._wake = threading.Event()
         self._shutdown = threading.Event()
-        self._loop = threading.Thread(target=self._claim_loop, name="chainsync-claim", daemon=True)
-        self._running: set[str] = set()  # ids of jobs in a worker now
+        self._running: dict[str, JobContext] = {}
+        self._threads = [
+            threading.Thread(target=self._claim_loop, name="chainsync-claim", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="chainsync-heartbeat", daemon=True),
+        ]
 
     def start(self) -> None:
-        self._loop.start()
+        for thread in self._threads:
+            thread.start()
 
     def wake(self) -> None:
-        """A job was just created: claim without waiting for the next poll."""
+        """A job was just created or cancelled: act without waiting for the next poll."""
         self._wake.set()
 
+    def running_job_ids(self) -> list[str]:
+        return list(self._running)
+
     def stop(self, grace_s: float = 10.0) -> bool:
-        """Stops claiming and waits up to grace_s for running jobs; True if they all ended."""
+        """Stops claiming; running jobs save their checkpoint and go back to pending.
+
+        Waits up to grace_s; True when every job let go in time.
+        """
         self._shutdown.set()
         self._wake.set()
         deadline = time.monotonic() + grace_s
-        self._loop.join(timeout=grace_s)
+        self._threads[0].join(timeout=grace_s)
         self._pool.shutdown(wait=False, cancel_futures=True)
         while self._running and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -96,7 +127,7 @@ class Runner:
                 continue
             job = None
             try:
-                job = self.store.claim_next()
+                job = self.store.claim_next(self.owner, self.lease_s)
             except Exception:
                 log.exception("claiming a job failed")
             if job is None:
@@ -104,15 +135,25 @@ class Runner:
                 self._wake.wait(self.poll_interval_s)
                 self._wake.clear()
                 continue
-            self._pool.submit(self._run, job)
+            ctx = JobContext(job, self.store, self._shutdown, self.owner)
+            self._running[job.id] = ctx
+            self._pool.submit(self._run, ctx)
 
-    def _run(self, job: JobRecord) -> None:
-        self._running.add(job.id)
+    def _heartbeat_loop(self) -> None:
+        interval = min(1.0, self.lease_s / 5)
+        while not self._shutdown.wait(interval):
+            for job_id, ctx in list(self._running.items()):
+                try:
+                    if not self.store.heartbeat(job_id, self.owner, self.lease_s):
+                        ctx.stop_flag.set()  # cancel requested, or the job is no longer ours
+                except Exception:
+                    log.exception("heartbeat for job %s failed", job_id)
+
+    def _run(self, ctx: JobContext) -> None:
         try:
-            ctx = JobContext(job, self.store, time.monotonic() + job.timeout_s, self._shutdown)
             self.execute(ctx)
         except Exception:
-            log.exception("job %s crashed", job.id)
+            log.exception("job %s crashed", ctx.job.id)
         finally:
-            self._running.discard(job.id)
+            self._running.pop(ctx.job.id, None)
             self._free.release()

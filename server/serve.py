@@ -7,18 +7,19 @@ real process on a loopback port.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 
 import grpc
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from server.config import Settings
 from server.contracts import entity_kinds, load_deployment
-from server.interceptors import ErrorInterceptor
+from server.interceptors import AuthInterceptor, ErrorInterceptor
 from server.jobs import SyncJobDeps, run_sync_job
 from server.runner import Runner
 from server.servicer import JobService
@@ -27,12 +28,49 @@ from server.store import JobStore, SQLiteJobStore
 log = logging.getLogger("chainsync.serve")
 
 SHUTDOWN_GRACE_S = 5.0
+REQUEST_ID_TTL_S = 24 * 60 * 60
+# grpc.aio serves every call on one event loop; this bounds how many are in
+# flight so a flood queues at the transport instead of exhausting memory.
+MAX_CONCURRENT_RPCS = 1000
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),  # ping idle clients every 30 s (WatchJob streams stay open for long)
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),  # accept client pings down to 10 s
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 1 * 1024 * 1024),  # requests are small
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),  # a whole result in one GetResult
+]
+
+
+async def sweep_expired(store: JobStore, retention_s: int, stop: asyncio.Event) -> None:
+    """Removes finished jobs retention_s after they ended; checks a few times per retention period."""
+    interval = max(0.5, min(60.0, retention_s / 10))
+    while not stop.is_set():
+        try:
+            removed = await asyncio.to_thread(store.purge_expired, retention_s, REQUEST_ID_TTL_S)
+            if removed:
+                log.info("retention: removed %d finished jobs", removed)
+        except Exception:
+            log.exception("retention sweep failed")
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
 
 
 def open_store(db: str) -> JobStore:
     if db.startswith(("postgresql://", "postgres://")):
         raise SystemExit("CHAINSYNC_DB: the PostgreSQL job store is not available yet; use a SQLite path")
-    return SQLiteJobStore(db)
+    store = SQLiteJobStore(db)
+    lock = open(f"{db}.lock", "w")  # held (and closed by the OS) for the life of this process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"CHAINSYNC_DB: another chainsync server is using {db}; use PostgreSQL for replicas") from None
+    store.lock_file = lock
+    # One server per SQLite file, so jobs left running belong to a dead process: resume them now.
+    store.release_orphans()
+    return store
 
 
 async def serve(settings: Settings) -> bool:
@@ -44,8 +82,13 @@ async def serve(settings: Settings) -> bool:
         confirmations=settings.confirmations,
         log_chunk_blocks=settings.log_chunk_blocks,
     )
-    runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
+    interceptors = [AuthInterceptor(settings.api_token)] if settings.api_token else []
+    server = grpc.aio.server(
+        interceptors=[*interceptors, ErrorInterceptor()],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+    )
     jobs_pb2_grpc.add_JobServiceServicer_to_server(
         JobService(store, runner.wake, settings.job_timeout_s), server
     )
@@ -71,7 +114,9 @@ async def serve(settings: Settings) -> bool:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sweeper = asyncio.create_task(sweep_expired(store, settings.retention_s, stop))
     await stop.wait()
+    await sweeper
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     drained = await asyncio.to_thread(runner.stop, SHUTDOWN_GRACE_S)

@@ -12,12 +12,13 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
-from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.store import JobRecord, JobStore
 

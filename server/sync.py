@@ -10,8 +10,9 @@ hands records to the callbacks it is given.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Protocol
 
 import grpc
 
@@ -32,7 +33,7 @@ class BlockRange:
     def size(self) -> int:
         return self.to_block - self.from_block + 1
 
-    def chunks(self, size: int) -> Iterator["BlockRange"]:
+    def chunks(self, size: int) -> Iterator[BlockRange]:
         start = self.from_block
         while start <= self.to_block:
             end = min(self.to_block, start + size - 1)
@@ -102,16 +103,25 @@ class SyncStats:
         }
 
 
-@dataclass
-class Touched:
-    """Entities touched in the range, per kind, and the events that created them."""
+class SyncJournal(Protocol):
+    """Where the engine saves its work as it goes, so that a job can resume.
 
-    ids: dict[str, set[int]] = field(default_factory=dict)
-    created: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    ``checkpoint`` holds ``scannedTo`` (the last block whose logs are saved) and
+    ``events``; ``save_scan`` saves one chunk's touched entities with it.
+    """
+
+    checkpoint: dict[str, Any]
+
+    def save_scan(self, scanned_to: int, events: int, touched: dict[str, dict[int, Any]]) -> None: ...
+
+    def touched(self, kind: str) -> dict[int, Any]: ...
+
+    def done_ids(self, kind: str) -> set[str]: ...
+
+    def save_records(self, kind: str, records: list[dict[str, Any]]) -> None: ...
 
 
 ProgressCallback = Callable[[SyncStats, str], None]
-RecordSink = Callable[[str, list[dict[str, Any]]], None]
 
 
 class SyncEngine:
@@ -141,45 +151,46 @@ class SyncEngine:
             raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}")
         return block["hash"]
 
-    def scan_logs(self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback) -> Touched:
+    def scan_logs(self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback,
+                  journal: SyncJournal) -> None:
+        """Finds the entities the range's events name, chunk by chunk, saving each chunk."""
         by_address = {self.deployment.addresses[self.kinds[k].contract].lower(): self.kinds[k] for k in kind_names}
-        touched = Touched({k: set() for k in kind_names}, {k: {} for k in kind_names})
-        for chunk in rng.chunks(self.log_chunk_blocks):
+        scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
+        stats.events_found = int(journal.checkpoint.get("events", 0))
+        stats.blocks_done = scanned_to - rng.from_block + 1
+        if scanned_to >= rng.to_block:
+            return
+        for chunk in BlockRange(scanned_to + 1, rng.to_block).chunks(self.log_chunk_blocks):
             logs = self.rpc.call(
                 "eth_getLogs",
                 [{"fromBlock": hex(chunk.from_block), "toBlock": hex(chunk.to_block), "address": list(by_address)}],
             )
+            touched: dict[str, dict[int, Any]] = {k: {} for k in kind_names}
             for log in logs:
                 kind = by_address.get(log["address"].lower())
                 topics = log["topics"]
                 if kind is None or log.get("removed") or not topics or topics[0] not in kind.topics:
                     continue
                 entity_id = int(topics[1], 16)
-                touched.ids[kind.name].add(entity_id)
                 stats.events_found += 1
                 if topics[0] == kind.created_topic:
-                    touched.created[kind.name][entity_id] = {
+                    touched[kind.name][entity_id] = {
                         "blockNumber": str(int(log["blockNumber"], 16)),
                         "transactionHash": log["transactionHash"],
                         "logIndex": int(log["logIndex"], 16),
                     }
+                else:
+                    touched[kind.name].setdefault(entity_id, None)
+            journal.save_scan(chunk.to_block, stats.events_found, touched)
             stats.blocks_done += chunk.size
             progress(stats, f"Scanned blocks {rng.from_block}..{chunk.to_block} of ..{rng.to_block}")
-        return touched
 
     def count(self, kind: EntityKind, block: int) -> int:
         return int(self.rpc.call(*kind.counter_call(self.deployment.addresses[kind.contract], block)), 16)
 
-    def read_entities(
-        self,
-        kind: EntityKind,
-        ids: list[int],
-        created: dict[int, dict[str, Any]],
-        block: int,
-        stats: SyncStats,
-        progress: ProgressCallback,
-        sink: RecordSink,
-    ) -> None:
+    def read_entities(self, kind: EntityKind, ids: list[int], created: dict[int, Any], block: int,
+                      stats: SyncStats, progress: ProgressCallback, journal: SyncJournal) -> None:
+        """Reads each entity's getter at ``block`` in batches, saving each page of records."""
         address = self.deployment.addresses[kind.contract]
         for start in range(0, len(ids), GETTER_PAGE):
             page = ids[start : start + GETTER_PAGE]
@@ -189,32 +200,32 @@ class SyncEngine:
                 record = kind.decode_record(entity_id, raw)
                 record["created"] = created.get(entity_id)
                 records.append(record)
-            sink(kind.name, records)
+            journal.save_records(kind.name, records)
             stats.records_done += len(page)
-            progress(stats, f"Read {stats.records_done} of {stats.records_total} records")
+            progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
 
-    def run(
-        self,
-        rng: BlockRange,
-        kind_names: list[str],
-        full: bool,
-        stats: SyncStats,
-        progress: ProgressCallback,
-        sink: RecordSink,
-    ) -> dict[str, int]:
-        """Scans the range and emits every touched entity's state at rng.to_block. Returns counts per kind."""
+    def run(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats, progress: ProgressCallback,
+            journal: SyncJournal) -> dict[str, int]:
+        """Scans the range and saves every touched entity's state at rng.to_block. Returns counts per kind.
+
+        Resumable: work the journal already holds is not done again.
+        """
         stats.blocks_total = rng.size
-        touched = self.scan_logs(rng, kind_names, stats, progress)
-        wanted: dict[str, list[int]] = {}
+        self.scan_logs(rng, kind_names, stats, progress, journal)
+        plan: dict[str, tuple[list[int], dict[int, Any]]] = {}
+        counts: dict[str, int] = {}
         for name in kind_names:
-            ids = touched.ids[name]
+            created = journal.touched(name)
+            ids = set(created)
             if full:
-                ids = ids | set(range(1, self.count(self.kinds[name], rng.to_block) + 1))
-            wanted[name] = sorted(ids)
-        stats.records_total = sum(len(v) for v in wanted.values())
+                ids |= set(range(1, self.count(self.kinds[name], rng.to_block) + 1))
+            done = journal.done_ids(name)
+            counts[name] = len(ids)
+            stats.records_done += len(done)
+            plan[name] = (sorted(i for i in ids if str(i) not in done), created)
+        stats.records_total = sum(counts.values())
         progress(stats, f"Reading {stats.records_total} records at block {rng.to_block}")
         for name in kind_names:
-            self.read_entities(
-                self.kinds[name], wanted[name], touched.created[name], rng.to_block, stats, progress, sink
-            )
-        return {name: len(ids) for name, ids in wanted.items()}
+            ids, created = plan[name]
+            self.read_entities(self.kinds[name], ids, created, rng.to_block, stats, progress, journal)
+        return counts
