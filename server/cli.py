@@ -78,7 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for _, proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-        for name, proc in reversed(procs):
+        for _name, proc in reversed(procs):
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

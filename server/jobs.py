@@ -88,7 +88,8 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         chain_id = engine.check_chain()
         rng = _range_for(ctx, engine, deployment, deps)
         journal = StoreJournal(store, job.id, {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block})
-        stats = SyncStats(blocks_total=rng.size)
+        scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
+        stats = SyncStats(blocks_total=rng.size, blocks_done=scanned_to - rng.from_block + 1)
         verb = "Resuming" if job.attempts > 1 else "Syncing"
         ctx.report(0, f"{verb} blocks {rng.from_block}..{rng.to_block}", stats.as_dict(), force=True,
                    from_block=rng.from_block, to_block=rng.to_block)

@@ -28,6 +28,9 @@ MAX_CONFIRMATIONS = 10_000
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 WATCH_POLL_S = 0.2
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+DELETE_CANCEL_WAIT_S = 5.0
 
 TYPE_NAMES = {
     jobs_pb2.JOB_TYPE_UNSPECIFIED: "blockchain_sync",
@@ -44,6 +47,7 @@ STATE_ENUMS = {
     "failed": jobs_pb2.JOB_STATE_FAILED,
     "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
 }
+STATE_NAMES = {enum: name for name, enum in STATE_ENUMS.items()}
 RECORD_MESSAGES = {"proposals": jobs_pb2.Proposal, "petitions": jobs_pb2.Petition, "reports": jobs_pb2.Report}
 
 
@@ -187,22 +191,67 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         return result
 
     async def WatchJob(self, request, context) -> AsyncIterator[jobs_pb2.JobEvent]:
+        """Replays the job's events after ``after_sequence`` (or sends the current state), then follows it.
+
+        One coroutine per watcher, no thread: it sleeps on the event loop between looks at the store.
+        """
         job = await self._get(request.job_id)
         last = request.after_sequence
+        if last == 0 or last > job.version:
+            last = job.version
+            yield jobs_pb2.JobEvent(sequence=job.version, time=_timestamp(time.time()), job=job_message(job))
         while True:
-            if job.version > last or last == 0:
-                last = max(job.version, 1)
-                yield jobs_pb2.JobEvent(sequence=last, time=_timestamp(time.time()), job=job_message(job))
+            for sequence, at, snapshot in await asyncio.to_thread(self.store.events, job.id, last):
+                job = JobRecord(**snapshot)
+                last = sequence
+                yield jobs_pb2.JobEvent(sequence=sequence, time=_timestamp(at), job=job_message(job))
             if job.finished:
                 return
             await asyncio.sleep(WATCH_POLL_S)
-            job = await self._get(request.job_id)
+            if (await asyncio.to_thread(self.store.get, job.id)) is None:
+                raise job_not_found(job.id)  # deleted while watched
 
     async def ListJobs(self, request, context):
-        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "ListJobs is not implemented yet")
+        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+            raise invalid_argument("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}, got {request.page_size}")
+        if request.state and request.state not in STATE_NAMES:
+            raise invalid_argument("state", f"unknown job state {request.state}")
+        if request.type and request.type not in TYPE_NAMES:
+            raise invalid_argument("type", f"unknown job type {request.type}")
+        try:
+            page = await asyncio.to_thread(
+                self.store.list_jobs,
+                state=STATE_NAMES.get(request.state),
+                job_type=TYPE_NAMES[request.type] if request.type else None,
+                page_size=request.page_size or DEFAULT_PAGE_SIZE,
+                page_token=request.page_token,
+            )
+        except ValueError:
+            raise invalid_argument("pageToken", "not a token this server returned") from None
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_message(j) for j in page.jobs], next_page_token=page.next_page_token, total_size=page.total
+        )
 
     async def CancelJob(self, request, context):
-        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "CancelJob is not implemented yet")
+        await self._get(request.job_id)
+        job = await asyncio.to_thread(self.store.request_cancel, request.job_id)
+        if job is None:
+            raise job_not_found(request.job_id)
+        return job_message(job)
 
     async def DeleteJob(self, request, context) -> empty_pb2.Empty:
-        raise ChainsyncError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "DeleteJob is not implemented yet")
+        job = await self._get(request.job_id)
+        if not job.finished:
+            await asyncio.to_thread(self.store.request_cancel, job.id)
+            deadline = time.monotonic() + DELETE_CANCEL_WAIT_S
+            while not job.finished and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                job = await asyncio.to_thread(self.store.get, job.id) or job
+            if not job.finished:
+                raise ChainsyncError(
+                    grpc.StatusCode.ABORTED, "JOB_STILL_RUNNING",
+                    f"job {job.id} was asked to cancel but has not stopped yet; try the delete again",
+                    {"jobId": job.id, "state": job.state},
+                )
+        await asyncio.to_thread(self.store.delete, job.id)
+        return empty_pb2.Empty()
