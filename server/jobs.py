@@ -82,6 +82,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         return False
 
     rpc = JsonRpc(deps.rpc_urls, should_stop=stop_check)
+    stats: SyncStats | None = None
     try:
         deployment = deps.load_deployment()
         engine = SyncEngine(rpc, deployment, deps.kinds, deps.log_chunk_blocks)
@@ -110,13 +111,13 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
             record_counts=counts,
         )
         total = sum(counts.values())
-        store.finish(job.id, "completed", summary=summary,
+        store.finish(job.id, "completed", summary=summary, stats=stats.as_dict(),
                      message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}")
     except JobStopped as stop:
-        _stopped(ctx, stop.why)
+        _stopped(ctx, stop.why, stats)
     except ChainsyncError as exc:
         if exc.reason == "JOB_CANCELLED" or ctx.stop_reason():
-            _stopped(ctx, ctx.stop_reason() or "cancelled")
+            _stopped(ctx, ctx.stop_reason() or "cancelled", stats)
         else:
             store.finish(job.id, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
     except RpcError as exc:
@@ -129,16 +130,17 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         rpc.close()
 
 
-def _stopped(ctx: JobContext, why: str) -> None:
+def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
     job = ctx.job
+    last = stats.as_dict() if stats else None
     if why == "timeout":
-        ctx.store.finish(job.id, "failed", message="Timed out", error_code="JOB_TIMEOUT",
+        ctx.store.finish(job.id, "failed", message="Timed out", error_code="JOB_TIMEOUT", stats=last,
                          error_message=f"the job ran longer than its timeout of {job.timeout_s} s; start it again "
                                        "with a smaller range or a larger timeoutSeconds")
     elif why == "cancelled":
         current = ctx.store.get(job.id)
         if current is not None and current.cancel_requested:
-            ctx.store.finish(job.id, "cancelled", message="Cancelled", error_code="JOB_CANCELLED",
+            ctx.store.finish(job.id, "cancelled", message="Cancelled", error_code="JOB_CANCELLED", stats=last,
                              error_message="cancelled by request")
         # else: the lease went to another worker; it is that worker's job now
     else:  # shutdown: back to pending, to resume from the checkpoint

@@ -126,6 +126,7 @@ async def serve(settings: Settings) -> bool:
 
 def run(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC request is noise
     if not asyncio.run(serve(settings)):
         # A job still blocked on the node after the grace period: its state stays
         # in the store; leave without joining its thread.

@@ -112,8 +112,9 @@ class JobStore(Protocol):
         """A pending job ends cancelled at once; a running one is flagged and its worker stops."""
 
     def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
-               error_message: str | None = None, summary: ResultSummary | None = None) -> bool:
-        """Moves an unfinished job to a terminal state; False if it already was in one."""
+               error_message: str | None = None, summary: ResultSummary | None = None,
+               stats: dict[str, Any] | None = None) -> bool:
+        """Moves an unfinished job to a terminal state (with its last stats); False if it already was in one."""
 
     def release(self, job_id: str, owner: str) -> None:
         """Gives a running job back (shutdown): pending again, to resume from its checkpoint."""
@@ -404,14 +405,17 @@ class SQLiteJobStore:
             return self._changed(db, job_id)
 
     def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
-               error_message: str | None = None, summary: ResultSummary | None = None) -> bool:
+               error_message: str | None = None, summary: ResultSummary | None = None,
+               stats: dict[str, Any] | None = None) -> bool:
         assert state in TERMINAL_STATES, state
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE jobs SET state = ?, message = ?, error_code = ?, error_message = ?, ended_at = ?, owner = NULL, "
                 "lease_expires = NULL, progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END, "
-                "version = version + 1 WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
-                (state, message, error_code, error_message, time.time(), state, job_id),
+                "stats = COALESCE(?, stats), version = version + 1 "
+                "WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
+                (state, message, error_code, error_message, time.time(), state,
+                 json.dumps(stats) if stats is not None else None, job_id),
             ).rowcount
             if not changed:
                 return False

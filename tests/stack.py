@@ -8,6 +8,7 @@ with ``tests.processes.grpc_server``.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
+from tests.fault_proxy import FaultProxy, Faults
 from tests.processes import Service, grpc_server, rest_bridge
 
 
@@ -60,7 +62,14 @@ def wait_for_state(stub: jobs_pb2_grpc.JobServiceStub, job_id: str, states: tupl
 TERMINAL = (jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED)
 
 
-def slow_server(devnet, db: Path, **env: str):
-    """A server whose jobs take seconds on the demo chain: one eth_getLogs per 2 blocks."""
-    return grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=db,
-                       extra_env={"CHAINSYNC_LOG_CHUNK": "2", **env})
+@contextmanager
+def slow_server(devnet, db: Path, **env: str) -> Iterator[Service]:
+    """A server whose full sync of the demo chain takes several seconds.
+
+    It reads logs 20 blocks at a time through a proxy that delays every
+    request by 25 ms, so a job can be cancelled, killed or watched mid-way.
+    """
+    with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy:
+        with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db,
+                         extra_env={"CHAINSYNC_LOG_CHUNK": "20", **env}) as server:
+            yield server
