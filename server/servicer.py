@@ -21,6 +21,7 @@ from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
 from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.store import JobRecord, JobStore
+from server.watch import WatchHub
 
 MAX_BLOCKS_BACK = 100_000_000
 MAX_TIMEOUT_S = 24 * 60 * 60
@@ -133,6 +134,7 @@ def record_message(kind: str, record: dict[str, Any]) -> Any:
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, store: JobStore, wake_runner: Callable[[], None], default_timeout_s: int) -> None:
         self.store = store
+        self.watch_hub = WatchHub(store, WATCH_POLL_S)
         self.wake_runner = wake_runner
         self.default_timeout_s = default_timeout_s
 
@@ -193,23 +195,20 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def WatchJob(self, request, context) -> AsyncIterator[jobs_pb2.JobEvent]:
         """Replays the job's events after ``after_sequence`` (or sends the current state), then follows it.
 
-        One coroutine per watcher, no thread: it sleeps on the event loop between looks at the store.
+        One coroutine per watcher, no thread; WatchHub reads the store once per watched job for all of them.
         """
         job = await self._get(request.job_id)
         last = request.after_sequence
         if last == 0 or last > job.version:
             last = job.version
             yield jobs_pb2.JobEvent(sequence=job.version, time=_timestamp(time.time()), job=job_message(job))
-        while True:
-            for sequence, at, snapshot in await asyncio.to_thread(self.store.events, job.id, last):
-                job = JobRecord(**snapshot)
-                last = sequence
-                yield jobs_pb2.JobEvent(sequence=sequence, time=_timestamp(at), job=job_message(job))
             if job.finished:
                 return
-            await asyncio.sleep(WATCH_POLL_S)
-            if (await asyncio.to_thread(self.store.get, job.id)) is None:
-                raise job_not_found(job.id)  # deleted while watched
+        try:
+            async for sequence, at, snapshot in self.watch_hub.follow(job.id, last):
+                yield jobs_pb2.JobEvent(sequence=sequence, time=_timestamp(at), job=job_message(JobRecord(**snapshot)))
+        except LookupError:
+            raise job_not_found(job.id) from None  # deleted while watched
 
     async def ListJobs(self, request, context):
         if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:

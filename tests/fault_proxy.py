@@ -12,6 +12,7 @@ import random
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 
 
@@ -95,7 +96,7 @@ class FaultProxy:
         handler.end_headers()
         handler.wfile.write(payload)
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
 
