@@ -257,3 +257,32 @@ def test_token_auth_refuses_strangers_but_health_and_reflection_stay_open(devnet
             answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
             names = {s.name for s in answers[0].list_services_response.service}
             assert "chainsync.v1.JobService" in names and "grpc.health.v1.Health" in names
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+
+def test_two_hundred_watchers_on_one_job_cost_no_thread_each(devnet, tmp_path) -> None:
+    import asyncio
+
+    with slow_server(devnet, tmp_path / "jobs.db") as server:
+        threads_before = _threads(server.proc.pid)
+
+        async def watch_all() -> tuple[list[list[jobs_pb2.JobEvent]], int]:
+            async with grpc.aio.insecure_channel(server.addr) as channel:
+                stub = jobs_pb2_grpc.JobServiceStub(channel)
+                job_id = (await stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True))).job_id
+
+                async def watch() -> list[jobs_pb2.JobEvent]:
+                    return [e async for e in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=120)]
+
+                tasks = [asyncio.create_task(watch()) for _ in range(200)]
+                await asyncio.sleep(1.0)
+                peak = _threads(server.proc.pid)
+                return await asyncio.gather(*tasks), peak
+
+        streams, peak_threads = asyncio.run(watch_all())
+        assert all(s[-1].job.state == jobs_pb2.JOB_STATE_COMPLETED for s in streams)
+        assert peak_threads - threads_before < 20, (threads_before, peak_threads)
