@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 
-from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from rest_bridge.errors import error_response, from_rpc_error
 from rest_bridge.models import StartSyncBody
 
