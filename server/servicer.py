@@ -9,6 +9,8 @@ worker threads so the event loop stays free for many watchers.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import time
 import uuid
@@ -29,6 +31,7 @@ MAX_CONFIRMATIONS = 10_000
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 WATCH_POLL_S = 0.2
+MAX_RESULT_PAGE = 10_000
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 DELETE_CANCEL_WAIT_S = 5.0
@@ -91,6 +94,18 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
     if request.request_id and not REQUEST_ID_RE.match(request.request_id):
         raise invalid_argument("requestId", "must be 1 to 128 letters, digits or . _ : -")
     return TYPE_NAMES[request.type], body, timeout_s
+
+
+def _encode_token(offsets: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(offsets).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> dict[str, int]:
+    try:
+        offsets = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+        return {k: int(offsets[k]) for k in RECORD_MESSAGES if k in offsets}
+    except Exception as exc:
+        raise ValueError(token) from exc
 
 
 def check_job_id(job_id: str) -> None:
@@ -174,9 +189,15 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 f"job {job.id} is {job.state}; its result is available once it is completed",
                 {"jobId": job.id, "state": job.state},
             )
-        return await asyncio.to_thread(self._result, job)
+        if not 0 <= request.page_size <= MAX_RESULT_PAGE:
+            raise invalid_argument("pageSize", f"must be between 0 (everything) and {MAX_RESULT_PAGE}")
+        try:
+            offsets = _decode_token(request.page_token) if request.page_token else {}
+        except ValueError:
+            raise invalid_argument("pageToken", "not a token this server returned") from None
+        return await asyncio.to_thread(self._result, job, request.page_size, offsets)
 
-    def _result(self, job: JobRecord) -> jobs_pb2.SyncResult:
+    def _result(self, job: JobRecord, page_size: int, offsets: dict[str, int]) -> jobs_pb2.SyncResult:
         summary = self.store.result_summary(job.id)
         result = jobs_pb2.SyncResult(
             job_id=job.id,
@@ -187,9 +208,19 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             processing_time_ms=summary.processing_time_ms,
             complete_time=_timestamp(job.ended_at),
             events_count=summary.events_count,
+            proposals_total=summary.record_counts.get("proposals", 0),
+            petitions_total=summary.record_counts.get("petitions", 0),
+            reports_total=summary.record_counts.get("reports", 0),
         )
+        next_offsets, more = {}, False
         for kind in RECORD_MESSAGES:
-            getattr(result, kind).extend(record_message(kind, r) for r in self.store.records(job.id, kind))
+            start = offsets.get(kind, 0)
+            rows = self.store.records(job.id, kind, start, page_size or None)
+            getattr(result, kind).extend(record_message(kind, r) for r in rows)
+            next_offsets[kind] = start + len(getattr(result, kind))
+            more = more or next_offsets[kind] < summary.record_counts.get(kind, 0)
+        if page_size and more:
+            result.next_page_token = _encode_token(next_offsets)
         return result
 
     async def WatchJob(self, request, context) -> AsyncIterator[jobs_pb2.JobEvent]:
@@ -213,6 +244,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request, context):
         if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
             raise invalid_argument("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}, got {request.page_size}")
+        if request.skip < 0:
+            raise invalid_argument("skip", f"must not be negative, got {request.skip}")
         if request.state and request.state not in STATE_NAMES:
             raise invalid_argument("state", f"unknown job state {request.state}")
         if request.type and request.type not in TYPE_NAMES:
@@ -224,6 +257,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 job_type=TYPE_NAMES[request.type] if request.type else None,
                 page_size=request.page_size or DEFAULT_PAGE_SIZE,
                 page_token=request.page_token,
+                skip=request.skip,
             )
         except ValueError:
             raise invalid_argument("pageToken", "not a token this server returned") from None

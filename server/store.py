@@ -122,7 +122,8 @@ class JobStore(Protocol):
     def events(self, job_id: str, after: int) -> list[tuple[int, float, dict[str, Any]]]:
         """(sequence, time, job snapshot) of the changes after sequence ``after``."""
 
-    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str) -> JobPage: ...
+    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
+                  skip: int = 0) -> JobPage: ...
 
     def delete(self, job_id: str) -> bool: ...
 
@@ -131,7 +132,8 @@ class JobStore(Protocol):
 
     def result_summary(self, job_id: str) -> ResultSummary | None: ...
 
-    def records(self, job_id: str, kind: str) -> Iterable[dict[str, Any]]: ...
+    def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
+        """The result's records of one kind, in order, from offset."""
 
 
 def encode_page_token(offset_key: tuple[float, str]) -> str:
@@ -451,7 +453,8 @@ class SQLiteJobStore:
         )
         return [(seq, t, json.loads(snap)) for seq, t, snap in rows]
 
-    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str) -> JobPage:
+    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
+                  skip: int = 0) -> JobPage:
         where, params = [], []
         if state:
             where.append("state = ?")
@@ -469,8 +472,8 @@ class SQLiteJobStore:
             page_params += [created_at, created_at, job_id]
         rows = db.execute(
             f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(page_where) or '1'} "
-            "ORDER BY created_at DESC, id DESC LIMIT ?",
-            [*page_params, page_size + 1],
+            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*page_params, page_size + 1, skip],
         ).fetchall()
         jobs = [_row_to_job(r) for r in rows[:page_size]]
         token = encode_page_token((jobs[-1].created_at, jobs[-1].id)) if len(rows) > page_size else ""
@@ -494,9 +497,10 @@ class SQLiteJobStore:
         row = self._connect().execute("SELECT summary FROM results WHERE job_id = ?", (job_id,)).fetchone()
         return ResultSummary(**json.loads(row["summary"])) if row else None
 
-    def records(self, job_id: str, kind: str) -> Iterable[dict[str, Any]]:
+    def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
         cursor = self._connect().execute(
-            "SELECT data FROM records WHERE job_id = ? AND kind = ? ORDER BY position", (job_id, kind)
+            "SELECT data FROM records WHERE job_id = ? AND kind = ? ORDER BY position LIMIT ? OFFSET ?",
+            (job_id, kind, -1 if limit is None else limit, offset),
         )
         for (data,) in cursor:
             yield json.loads(data)

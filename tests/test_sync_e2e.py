@@ -120,3 +120,22 @@ def test_a_job_id_comes_back_at_once_while_the_work_runs_in_the_background(stack
     assert time.perf_counter() - t0 < 1.0
     assert response.job.state in (jobs_pb2.JOB_STATE_PENDING, jobs_pb2.JOB_STATE_RUNNING)
     wait_until(lambda: stack.stub.GetJob(jobs_pb2.GetJobRequest(job_id=response.job_id)).state in TERMINAL)
+
+
+def test_result_pages_add_up_to_the_whole_result(stack) -> None:
+    job_id = stack.stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+    wait_until(lambda: stack.stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).state in TERMINAL)
+    whole = stack.stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+    pages, token = [], ""
+    for _ in range(100):
+        page = stack.stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id, page_size=50, page_token=token))
+        assert all(len(getattr(page, k)) <= 50 for k in ("proposals", "petitions", "reports"))
+        pages.append(page)
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(pages) > 1
+    for kind in ("proposals", "petitions", "reports"):
+        joined = [r for p in pages for r in getattr(p, kind)]
+        assert joined == list(getattr(whole, kind))
+        assert getattr(whole, f"{kind}_total") == len(joined)
