@@ -26,6 +26,8 @@ class Settings:
     job_timeout_s: int = 15 * 60
     retention_s: int = 24 * 60 * 60
     log_chunk_blocks: int = 2_000
+    log_chunk_max: int = 50_000
+    silent_changes: str = "auto"
     lease_s: int = 15
 
     @classmethod
@@ -40,6 +42,7 @@ class Settings:
             ("grpc_addr", "CHAINSYNC_GRPC_ADDR"),
             ("http_addr", "CHAINSYNC_HTTP_ADDR"),
             ("api_token", "CHAINSYNC_API_TOKEN"),
+            ("silent_changes", "CHAINSYNC_SILENT_CHANGES"),
         ]:
             if env.get(name):
                 values[key] = env[name]
@@ -49,6 +52,7 @@ class Settings:
             ("job_timeout_s", "CHAINSYNC_JOB_TIMEOUT"),
             ("retention_s", "CHAINSYNC_RETENTION"),
             ("log_chunk_blocks", "CHAINSYNC_LOG_CHUNK"),
+            ("log_chunk_max", "CHAINSYNC_LOG_CHUNK_MAX"),
             ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
         ]:
             if env.get(name):
@@ -57,4 +61,6 @@ class Settings:
                 except ValueError:
                     raise SystemExit(f"{name} must be an integer, got {env[name]!r}") from None
         settings = replace(cls(), **values)
+        if settings.silent_changes not in ("auto", "trace", "blocks", "off"):
+            raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -22,7 +22,7 @@ from server.errors import ChainsyncError
 from server.rpc import JsonRpc, RpcError
 from server.runner import JobContext, JobStopped
 from server.store import JobStore, ResultSummary
-from server.sync import BlockRange, SyncEngine, SyncStats, resolve_range
+from server.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
 
 log = logging.getLogger("chainsync.jobs")
 
@@ -40,7 +40,7 @@ class SyncJobDeps:
     load_deployment: Callable[[], Deployment]
     kinds: dict[str, EntityKind]
     confirmations: int
-    log_chunk_blocks: int
+    sync_options: SyncOptions
 
 
 class StoreJournal:
@@ -51,9 +51,17 @@ class StoreJournal:
         self.job_id = job_id
         self.checkpoint = dict(checkpoint)
 
-    def save_scan(self, scanned_to: int, events: int, touched: dict[str, dict[int, Any]]) -> None:
-        self.checkpoint.update(scannedTo=scanned_to, events=events)
-        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=touched)
+    def save_scan(self, touches: list[Touch]) -> None:
+        rows = [(t.kind, t.entity_id, t.block, t.log_index, t.created) for t in touches]
+        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows)
+
+    def event_count(self) -> int:
+        return self.store.touched_event_count(self.job_id)
+
+    def rewind(self, from_block: int) -> None:
+        hashes = {b: h for b, h in self.checkpoint.get("hashes", {}).items() if int(b) < from_block}
+        self.checkpoint.update(scannedTo=from_block - 1, hashes=hashes)
+        self.store.rewind(self.job_id, from_block, self.checkpoint)
 
     def touched(self, kind: str) -> dict[int, Any]:
         return self.store.touched(self.job_id, kind)
@@ -85,7 +93,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
     stats: SyncStats | None = None
     try:
         deployment = deps.load_deployment()
-        engine = SyncEngine(rpc, deployment, deps.kinds, deps.log_chunk_blocks)
+        engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options)
         chain_id = engine.check_chain()
         rng = _range_for(ctx, engine, deployment, deps)
         journal = StoreJournal(store, job.id, {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block})

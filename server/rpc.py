@@ -1,20 +1,31 @@
 """The JSON-RPC transport to the EVM node.
 
-Owns: one pooled HTTP connection per endpoint (httpx + orjson), JSON-RPC array
-batches, retries with exponential backoff and jitter for transient failures
-(connection errors, timeouts, HTTP 429 and 5xx), and failover across several
-URLs in order. A call either returns the node's result or raises: an error is
-never turned into an empty result.
+Owns: pooled HTTP connections (httpx + orjson), JSON-RPC array batches, and
+what to do when the node misbehaves:
+
+- transient failures (connection errors, timeouts, HTTP 429 and 5xx, an answer
+  that is not JSON-RPC) are retried with exponential backoff and full jitter,
+  moving to the next URL in order, until a time budget is spent; then the call
+  fails with ``RPC_UNAVAILABLE`` naming the endpoint, the last error and the
+  number of tries;
+- at most ``PER_ENDPOINT_CONCURRENCY`` requests are in flight to one endpoint
+  from this process, whatever the number of jobs;
+- range and result-size refusals of real providers (Infura, Alchemy,
+  QuickNode, geth, erigon, reth, ...) are recognised by ``range_limit`` so the
+  sync can split the range.
+
+A call either returns the node's result or raises: an error never becomes an
+empty result.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -24,6 +35,7 @@ import orjson
 from server.errors import ChainsyncError
 
 MAX_BATCH = 100
+PER_ENDPOINT_CONCURRENCY = 4
 
 
 @dataclass
@@ -51,12 +63,21 @@ def redact(url: str) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    tries_per_url: int = 4
-    base_delay_s: float = 0.2
-    max_delay_s: float = 5.0
+    budget_s: float = 30.0  # total time one call may spend retrying, over every URL
+    base_delay_s: float = 0.1
+    max_delay_s: float = 4.0
 
     def delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
+
+
+_endpoint_slots: dict[str, threading.BoundedSemaphore] = {}
+_endpoint_slots_lock = threading.Lock()
+
+
+def _slots(url: str) -> threading.BoundedSemaphore:
+    with _endpoint_slots_lock:
+        return _endpoint_slots.setdefault(url, threading.BoundedSemaphore(PER_ENDPOINT_CONCURRENCY))
 
 
 class JsonRpc:
@@ -75,7 +96,8 @@ class JsonRpc:
         self.urls = list(urls)
         self.retry = retry
         self.should_stop = should_stop
-        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=8))
+        self.retries = 0  # transient failures retried so far (for stats)
+        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=PER_ENDPOINT_CONCURRENCY))
         self._ids = iter(range(1, 1 << 62))
         self._lock = threading.Lock()
 
@@ -104,25 +126,32 @@ class JsonRpc:
         single = len(calls) == 1
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in zip(ids, calls)]
         body = orjson.dumps(payload[0] if single else payload)
-        failures: list[str] = []
-        for url in self.urls:
-            for attempt in range(self.retry.tries_per_url):
-                if self.should_stop():
-                    raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
-                try:
+        deadline = time.monotonic() + self.retry.budget_s
+        tries = 0
+        last_error = ""
+        while True:
+            url = self.urls[tries % len(self.urls)]
+            if self.should_stop():
+                raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
+            tries += 1
+            try:
+                with _slots(url):
                     answers = self._post(url, body)
-                    return _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
-                except TransientError as exc:
-                    failures.append(f"{redact(url)}: {exc}")
-                    if attempt + 1 < self.retry.tries_per_url:
-                        time.sleep(self.retry.delay(attempt))
-        tries = len(failures)
+                return _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
+            except TransientError as exc:
+                last_error = f"{redact(url)}: {exc}"
+                self.retries += 1
+            # Back off after a full round over the URLs; the next URL is tried at once.
+            pause = self.retry.delay(tries // len(self.urls)) if tries % len(self.urls) == 0 else 0.0
+            if time.monotonic() + pause >= deadline:
+                break
+            _sleep_unless(self.should_stop, pause)
         raise ChainsyncError(
             grpc.StatusCode.UNAVAILABLE,
             "RPC_UNAVAILABLE",
-            f"the EVM node did not answer after {tries} tries over {len(self.urls)} URL(s); "
-            f"last error: {failures[-1]}. Check CHAINSYNC_RPC_URL and the node.",
-            {"tries": str(tries), "endpoint": failures[-1].split(": ", 1)[0]},
+            f"the EVM node did not answer after {tries} tries over {len(self.urls)} URL(s) in "
+            f"{self.retry.budget_s:.0f} s; last error from {last_error}. Check CHAINSYNC_RPC_URL and the node.",
+            {"tries": str(tries), "endpoint": last_error.split(": ", 1)[0], "error": last_error.split(": ", 1)[-1]},
         )
 
     def _post(self, url: str, body: bytes) -> Any:
@@ -133,30 +162,88 @@ class JsonRpc:
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientError(f"HTTP {response.status_code}")
         try:
-            answers = orjson.loads(response.content)
+            return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
-        if response.status_code >= 400 and not isinstance(answers, (dict, list)):
-            raise TransientError(f"HTTP {response.status_code}")
-        return answers
+
+
+def _sleep_unless(should_stop: Callable[[], bool], seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not should_stop():
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
 
 def _match_answers(answers: Any, ids: list[int], url: str) -> list[Any]:
     if not isinstance(answers, list):
-        if isinstance(answers, dict) and "error" in answers:
+        if isinstance(answers, dict) and isinstance(answers.get("error"), dict):
             err = answers["error"]
-            raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"), redact(url))
-        raise TransientError("the node's answer is not a JSON-RPC batch")
+            raise RpcError(err.get("code", 0), str(err.get("message", "")), err.get("data"), redact(url))
+        raise TransientError("the node's answer is not a JSON-RPC response")
     by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
     results = []
     for i in ids:
         answer = by_id.get(i)
         if answer is None:
             raise TransientError(f"the node's batch answer lacks id {i}")
-        if "error" in answer and answer["error"] is not None:
+        if answer.get("error") is not None:
             err = answer["error"]
-            raise RpcError(err.get("code", 0), err.get("message", ""), err.get("data"), redact(url))
+            raise RpcError(err.get("code", 0), str(err.get("message", "")), err.get("data"), redact(url))
         if "result" not in answer:
             raise TransientError(f"the node's answer for id {i} has no result")
         results.append(answer["result"])
     return results
+
+
+# -- provider range and result-size limits ------------------------------------
+
+_SUGGESTED_PAIR = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")  # Alchemy
+_RANGE_NUMBER = re.compile(
+    r"(?:up to (?:a )?|max(?:imum)? (?:block )?range(?: of| is)? |limited to (?:a )?|range (?:of|limit(?: of)?) )"
+    r"(\d[\d,]*)(k?)",
+    re.IGNORECASE,
+)
+_LIMIT_WORDS = (
+    "query returned more than",  # Infura, geth
+    "log response size exceeded",  # Alchemy
+    "block range",  # "block range too large", "block range is too wide", erigon's "...block range exceeds..."
+    "range too large",
+    "range is too large",
+    "exceeds max block range",  # reth
+    "exceeds max results",  # reth
+    "limit exceeded",
+    "too many results",
+    "response size",
+    "is limited to",  # QuickNode
+    "max range",
+    "more than 10000",
+)
+_LIMIT_CODES = (-32005, -32614)  # Infura "limit exceeded", QuickNode "range limit"
+
+
+@dataclass(frozen=True)
+class RangeLimit:
+    """A provider refused an eth_getLogs range; ``suggested_blocks`` when it said what would work."""
+
+    suggested_blocks: int | None
+
+
+def range_limit(err: RpcError) -> RangeLimit | None:
+    """Whether err is a range or result-size refusal of eth_getLogs, and the range the provider suggests."""
+    text = err.message.lower()
+    data = err.data
+    if not (err.code in _LIMIT_CODES or any(word in text for word in _LIMIT_WORDS)):
+        return None
+    if isinstance(data, dict) and "from" in data and "to" in data:  # Infura: {"from": "0x..", "to": "0x.."}
+        try:
+            return RangeLimit(int(data["to"], 16) - int(data["from"], 16) + 1)
+        except (TypeError, ValueError):
+            pass
+    pair = _SUGGESTED_PAIR.search(err.message)
+    if pair:
+        return RangeLimit(int(pair.group(2), 16) - int(pair.group(1), 16) + 1)
+    number = _RANGE_NUMBER.search(err.message)
+    if number:
+        value = int(number.group(1).replace(",", "")) * (1000 if number.group(2).lower() == "k" else 1)
+        if "result" not in err.message[number.start() : number.end() + 10].lower():
+            return RangeLimit(value)
+    return RangeLimit(None)

@@ -24,6 +24,7 @@ from server.jobs import SyncJobDeps, run_sync_job
 from server.runner import Runner
 from server.servicer import JobService
 from server.store import JobStore, SQLiteJobStore
+from server.sync import SyncOptions
 
 log = logging.getLogger("chainsync.serve")
 
@@ -80,7 +81,11 @@ async def serve(settings: Settings) -> bool:
         load_deployment=lambda: load_deployment(settings.deployment_path),
         kinds=entity_kinds(),
         confirmations=settings.confirmations,
-        log_chunk_blocks=settings.log_chunk_blocks,
+        sync_options=SyncOptions(
+            log_chunk_blocks=settings.log_chunk_blocks,
+            log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),
+            silent_changes=settings.silent_changes,
+        ),
     )
     runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
     interceptors = [AuthInterceptor(settings.api_token)] if settings.api_token else []

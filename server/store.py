@@ -99,12 +99,20 @@ class JobStore(Protocol):
                         from_block: int | None = None, to_block: int | None = None) -> None:
         """Progress never goes down; only a running job is touched."""
 
-    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: dict[str, dict[int, Any]] | None = None,
+    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
                    records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
-        """Writes what one chunk of work found, and the checkpoint after it, atomically."""
+        """Writes what one chunk of work found, and the checkpoint after it, atomically.
+
+        ``touched``: (kind, entity_id, block, log_index or -1, created provenance or None) rows.
+        """
 
     def touched(self, job_id: str, kind: str) -> dict[int, Any]:
         """Entity id -> provenance of its creating event (None when not seen), as saved so far."""
+
+    def touched_event_count(self, job_id: str) -> int: ...
+
+    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
+        """Forgets the touches at or after from_block and every record read, with the new checkpoint."""
 
     def record_ids(self, job_id: str, kind: str) -> set[str]: ...
 
@@ -188,8 +196,10 @@ MIGRATIONS = [
         job_id    TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
         kind      TEXT NOT NULL,
         entity_id INTEGER NOT NULL,
+        block     INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
         created   TEXT,
-        PRIMARY KEY (job_id, kind, entity_id)
+        PRIMARY KEY (job_id, kind, entity_id, block, log_index)
     );
     CREATE TABLE records (
         job_id    TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -354,18 +364,15 @@ class SQLiteJobStore:
             if changed:
                 self._changed(db, job_id)
 
-    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: dict[str, dict[int, Any]] | None = None,
+    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
                    records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
         with self._tx() as db:
             if touched:
-                for kind, ids in touched.items():
-                    # A creating event seen later replaces a NULL provenance; never the reverse.
-                    db.executemany(
-                        "INSERT INTO touched (job_id, kind, entity_id, created) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET "
-                        "created = COALESCE(excluded.created, touched.created)",
-                        [(job_id, kind, i, json.dumps(c) if c else None) for i, c in ids.items()],
-                    )
+                db.executemany(
+                    "INSERT OR REPLACE INTO touched (job_id, kind, entity_id, block, log_index, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(job_id, kind, i, b, li, json.dumps(c) if c else None) for kind, i, b, li, c in touched],
+                )
             if records:
                 kind, rows = records
                 (start,) = db.execute(
@@ -379,9 +386,22 @@ class SQLiteJobStore:
 
     def touched(self, job_id: str, kind: str) -> dict[int, Any]:
         rows = self._connect().execute(
-            "SELECT entity_id, created FROM touched WHERE job_id = ? AND kind = ?", (job_id, kind)
+            "SELECT entity_id, MAX(created) FROM touched WHERE job_id = ? AND kind = ? GROUP BY entity_id",
+            (job_id, kind),
         )
         return {entity_id: json.loads(created) if created else None for entity_id, created in rows}
+
+    def touched_event_count(self, job_id: str) -> int:
+        (count,) = self._connect().execute(
+            "SELECT COUNT(*) FROM touched WHERE job_id = ? AND log_index >= 0", (job_id,)
+        ).fetchone()
+        return count
+
+    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM touched WHERE job_id = ? AND block >= ?", (job_id, from_block))
+            db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
+            db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
 
     def record_ids(self, job_id: str, kind: str) -> set[str]:
         rows = self._connect().execute("SELECT entity_id FROM records WHERE job_id = ? AND kind = ?", (job_id, kind))

@@ -18,10 +18,11 @@ import grpc
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
-from server.rpc import JsonRpc
+from server.rpc import JsonRpc, RpcError, TransientError, range_limit
 
 DEFAULT_BLOCKS_BACK = 1000
 GETTER_PAGE = 200  # entities read per JSON-RPC batch round (split into arrays of 100)
+MAX_BLOCKS_PER_BATCH = 100  # blocks fetched per round when scanning transactions
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class SyncStats:
     events_found: int = 0
     records_total: int = 0
     records_done: int = 0
+    range_splits: int = 0
+    reorgs: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def percent(self) -> int:
@@ -98,6 +101,8 @@ class SyncStats:
             "eventsFound": self.events_found,
             "recordsTotal": self.records_total,
             "recordsDone": self.records_done,
+            "rangeSplits": self.range_splits,
+            "reorgs": self.reorgs,
             "blocksPerSecond": round(rate, 1),
             "etaSeconds": round(elapsed * left / done, 1) if done > 0 else 0.0,
         }
@@ -106,13 +111,20 @@ class SyncStats:
 class SyncJournal(Protocol):
     """Where the engine saves its work as it goes, so that a job can resume.
 
-    ``checkpoint`` holds ``scannedTo`` (the last block whose logs are saved) and
-    ``events``; ``save_scan`` saves one chunk's touched entities with it.
+    ``checkpoint`` holds ``scannedTo`` (the last block whose logs are saved),
+    ``chunk`` (the adaptive range size) and ``hashes`` (block number -> hash of
+    the last chunk ends, to notice a reorg). ``save_scan`` saves one chunk's
+    touches with it.
     """
 
     checkpoint: dict[str, Any]
 
-    def save_scan(self, scanned_to: int, events: int, touched: dict[str, dict[int, Any]]) -> None: ...
+    def save_scan(self, touches: list[Touch]) -> None: ...
+
+    def event_count(self) -> int: ...
+
+    def rewind(self, from_block: int) -> None:
+        """Forgets touches at or after from_block and every record read (a reorg replaced them)."""
 
     def touched(self, kind: str) -> dict[int, Any]: ...
 
@@ -121,15 +133,44 @@ class SyncJournal(Protocol):
     def save_records(self, kind: str, records: list[dict[str, Any]]) -> None: ...
 
 
+@dataclass(frozen=True)
+class Touch:
+    """An entity named in block ``block`` by the event at ``log_index``, or by a call (log_index -1).
+
+    ``created`` is the provenance when the event is the entity's creating event.
+    """
+
+    kind: str
+    entity_id: int
+    block: int
+    log_index: int = -1
+    created: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    log_chunk_blocks: int = 2_000  # first eth_getLogs range
+    log_chunk_max: int = 50_000  # growth stops here
+    grow_after: int = 3  # successes in a row before the range doubles
+    silent_changes: str = "auto"  # auto | trace | blocks | off: how event-less changes are found
+    reorg_retries: int = 3
+    keep_hashes: int = 64  # chunk-end hashes kept in the checkpoint
+
+
+SILENT_STRATEGIES = ("auto", "trace", "blocks", "off")
 ProgressCallback = Callable[[SyncStats, str], None]
 
 
 class SyncEngine:
-    def __init__(self, rpc: JsonRpc, deployment: Deployment, kinds: dict[str, EntityKind], log_chunk_blocks: int) -> None:
+    def __init__(self, rpc: JsonRpc, deployment: Deployment, kinds: dict[str, EntityKind],
+                 options: SyncOptions = SyncOptions()) -> None:
         self.rpc = rpc
         self.deployment = deployment
         self.kinds = kinds
-        self.log_chunk_blocks = log_chunk_blocks
+        self.options = options
+        self._silent = options.silent_changes
+
+    # -- chain facts --------------------------------------------------------
 
     def head(self) -> int:
         return int(self.rpc.call("eth_blockNumber", []), 16)
@@ -145,45 +186,162 @@ class SyncEngine:
             )
         return chain_id
 
+    def block_hashes(self, numbers: list[int]) -> dict[int, str]:
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        missing = [n for n, b in zip(numbers, blocks) if b is None]
+        if missing:
+            raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {missing[0]}")
+        return {n: b["hash"] for n, b in zip(numbers, blocks)}
+
     def block_hash(self, number: int) -> str:
-        block = self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-        if block is None:
-            raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}")
-        return block["hash"]
+        return self.block_hashes([number])[number]
+
+    # -- the log scan ---------------------------------------------------------
+
+    def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
+        logs = self.rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}])
+        if not isinstance(logs, list):
+            raise TransientError("eth_getLogs answered something that is not a list")
+        for log in logs:
+            if not start <= int(log["blockNumber"], 16) <= end:
+                raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {log['blockNumber']}")
+        return logs
+
+    def _logs_adaptive(self, start: int, end: int, addresses: list[str], state: dict[str, int],
+                       stats: SyncStats) -> tuple[int, list[dict[str, Any]]]:
+        """Logs of start..x for the largest x <= end the provider accepts; (x, logs)."""
+        while True:
+            stop = min(end, start + state["size"] - 1)
+            try:
+                logs = self._retrying(lambda stop=stop: self._get_logs(start, stop, addresses))
+            except RpcError as err:
+                limit = range_limit(err)
+                if limit is None:
+                    raise
+                asked = stop - start + 1
+                smaller = limit.suggested_blocks if limit.suggested_blocks and limit.suggested_blocks < asked else asked // 2
+                if smaller < 1:
+                    raise ChainsyncError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED, "RESULT_TOO_LARGE",
+                        f"the provider refuses even one block ({start}) of logs: {err.message}",
+                    ) from err
+                state["size"], state["streak"] = smaller, 0
+                if limit.suggested_blocks:
+                    state["max"] = min(state["max"], smaller)
+                stats.range_splits += 1
+                continue
+            state["streak"] += 1
+            if state["streak"] >= self.options.grow_after and state["size"] < state["max"]:
+                state["size"], state["streak"] = min(state["max"], state["size"] * 2), 0
+            return stop, logs
+
+    def _retrying(self, fetch: Callable[[], Any], attempts: int = 3) -> Any:
+        """A malformed answer (TransientError raised after parsing) is fetched again a few times."""
+        for attempt in range(attempts):
+            try:
+                return fetch()
+            except TransientError:
+                if attempt + 1 == attempts:
+                    raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "RPC_BAD_RESPONSE",
+                                         "the node kept answering malformed eth_getLogs results") from None
+        raise AssertionError("unreachable")
 
     def scan_logs(self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback,
                   journal: SyncJournal) -> None:
-        """Finds the entities the range's events name, chunk by chunk, saving each chunk."""
+        """Finds the entities the range's events and calls name, chunk by chunk, saving each chunk."""
         by_address = {self.deployment.addresses[self.kinds[k].contract].lower(): self.kinds[k] for k in kind_names}
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
-        stats.events_found = int(journal.checkpoint.get("events", 0))
+        stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
-        if scanned_to >= rng.to_block:
-            return
-        for chunk in BlockRange(scanned_to + 1, rng.to_block).chunks(self.log_chunk_blocks):
-            logs = self.rpc.call(
-                "eth_getLogs",
-                [{"fromBlock": hex(chunk.from_block), "toBlock": hex(chunk.to_block), "address": list(by_address)}],
-            )
-            touched: dict[str, dict[int, Any]] = {k: {} for k in kind_names}
+        state = {"size": int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks)), "streak": 0,
+                 "max": self.options.log_chunk_max}
+        start = scanned_to + 1
+        while start <= rng.to_block:
+            stop, logs = self._logs_adaptive(start, rng.to_block, list(by_address), state, stats)
+            touches: list[Touch] = []
             for log in logs:
                 kind = by_address.get(log["address"].lower())
                 topics = log["topics"]
                 if kind is None or log.get("removed") or not topics or topics[0] not in kind.topics:
                     continue
-                entity_id = int(topics[1], 16)
-                stats.events_found += 1
+                block, log_index = int(log["blockNumber"], 16), int(log["logIndex"], 16)
+                created = None
                 if topics[0] == kind.created_topic:
-                    touched[kind.name][entity_id] = {
-                        "blockNumber": str(int(log["blockNumber"], 16)),
-                        "transactionHash": log["transactionHash"],
-                        "logIndex": int(log["logIndex"], 16),
-                    }
-                else:
-                    touched[kind.name].setdefault(entity_id, None)
-            journal.save_scan(chunk.to_block, stats.events_found, touched)
-            stats.blocks_done += chunk.size
-            progress(stats, f"Scanned blocks {rng.from_block}..{chunk.to_block} of ..{rng.to_block}")
+                    created = {"blockNumber": str(block), "transactionHash": log["transactionHash"],
+                               "logIndex": log_index}
+                touches.append(Touch(kind.name, int(topics[1], 16), block, log_index, created))
+                stats.events_found += 1
+            touches += self.silent_touches(start, stop, by_address)
+            hashes = dict(journal.checkpoint.get("hashes", {}))
+            hashes[str(stop)] = self.block_hash(stop)
+            journal.checkpoint.update(
+                scannedTo=stop, chunk=state["size"],
+                hashes=dict(sorted(hashes.items(), key=lambda kv: int(kv[0]))[-self.options.keep_hashes:]),
+            )
+            journal.save_scan(touches)
+            stats.blocks_done += stop - start + 1
+            progress(stats, f"Scanned blocks {rng.from_block}..{stop} of ..{rng.to_block}")
+            start = stop + 1
+
+    # -- event-less changes ---------------------------------------------------
+
+    def silent_touches(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Touch]:
+        """Entities changed by successful calls to id-taking mutators in start..stop (events or not)."""
+        if self._silent == "off":
+            return []
+        if self._silent in ("auto", "trace"):
+            try:
+                return self._touches_from_traces(start, stop, by_address)
+            except RpcError as err:
+                if self._silent == "trace":
+                    raise ChainsyncError(grpc.StatusCode.FAILED_PRECONDITION, "TRACE_UNSUPPORTED",
+                                         f"the node does not serve trace_filter ({err.message}); "
+                                         "use CHAINSYNC_SILENT_CHANGES=blocks") from err
+                self._silent = "blocks"  # auto: this node has no traces; scan blocks from now on
+        return self._touches_from_blocks(start, stop, by_address)
+
+    def _mutator_touch(self, to: str | None, data: str | None, block: int, by_address) -> Touch | None:
+        kind = by_address.get((to or "").lower())
+        if kind is None or not data or len(data) < 74 or data[:10] not in kind.mutator_selectors:
+            return None
+        return Touch(kind.name, int(data[10:74], 16), block)
+
+    def _touches_from_traces(self, start: int, stop: int, by_address) -> list[Touch]:
+        traces = self.rpc.call("trace_filter", [{"fromBlock": hex(start), "toBlock": hex(stop),
+                                                 "toAddress": list(by_address)}])
+        candidates: dict[str, list[Touch]] = {}
+        for trace in traces or []:
+            action = trace.get("action", {})
+            if trace.get("type") != "call" or trace.get("error") or action.get("callType") not in ("call", None):
+                continue
+            touch = self._mutator_touch(action.get("to"), action.get("input"), trace["blockNumber"], by_address)
+            if touch:
+                candidates.setdefault(trace["transactionHash"], []).append(touch)
+        return self._successful(candidates)
+
+    def _touches_from_blocks(self, start: int, stop: int, by_address) -> list[Touch]:
+        candidates: dict[str, list[Touch]] = {}
+        for first in range(start, stop + 1, MAX_BLOCKS_PER_BATCH):
+            numbers = range(first, min(stop, first + MAX_BLOCKS_PER_BATCH - 1) + 1)
+            blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
+            for number, block in zip(numbers, blocks):
+                if block is None:
+                    raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}")
+                for tx in block["transactions"]:
+                    touch = self._mutator_touch(tx.get("to"), tx.get("input"), number, by_address)
+                    if touch:
+                        candidates.setdefault(tx["hash"], []).append(touch)
+        return self._successful(candidates)
+
+    def _successful(self, candidates: dict[str, list[Touch]]) -> list[Touch]:
+        """The touches of the transactions that succeeded (a reverted call changed nothing)."""
+        if not candidates:
+            return []
+        hashes = list(candidates)
+        receipts = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        return [t for h, r in zip(hashes, receipts) if r and r.get("status") == "0x1" for t in candidates[h]]
+
+    # -- reading state at to_block ------------------------------------------
 
     def count(self, kind: EntityKind, block: int) -> int:
         return int(self.rpc.call(*kind.counter_call(self.deployment.addresses[kind.contract], block)), 16)
@@ -204,16 +362,11 @@ class SyncEngine:
             stats.records_done += len(page)
             progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
 
-    def run(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats, progress: ProgressCallback,
-            journal: SyncJournal) -> dict[str, int]:
-        """Scans the range and saves every touched entity's state at rng.to_block. Returns counts per kind.
-
-        Resumable: work the journal already holds is not done again.
-        """
-        stats.blocks_total = rng.size
-        self.scan_logs(rng, kind_names, stats, progress, journal)
+    def read_all(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats,
+                 progress: ProgressCallback, journal: SyncJournal) -> dict[str, int]:
         plan: dict[str, tuple[list[int], dict[int, Any]]] = {}
         counts: dict[str, int] = {}
+        stats.records_done = 0
         for name in kind_names:
             created = journal.touched(name)
             ids = set(created)
@@ -229,3 +382,39 @@ class SyncEngine:
             ids, created = plan[name]
             self.read_entities(self.kinds[name], ids, created, rng.to_block, stats, progress, journal)
         return counts
+
+    # -- reorgs -------------------------------------------------------------
+
+    def first_reorged_block(self, rng: BlockRange, journal: SyncJournal) -> int | None:
+        """The first block to sync again if the chain under the checkpoints changed, else None."""
+        kept = {int(b): h for b, h in journal.checkpoint.get("hashes", {}).items()}
+        if not kept:
+            return None
+        now = self.block_hashes(sorted(kept))
+        changed = sorted(b for b in kept if now[b] != kept[b])
+        if not changed:
+            return None
+        unchanged_before = [b for b in kept if b < changed[0] and now[b] == kept[b]]
+        return max(unchanged_before) + 1 if unchanged_before else rng.from_block
+
+    def run(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats, progress: ProgressCallback,
+            journal: SyncJournal) -> dict[str, int]:
+        """Scans the range and saves every touched entity's state at rng.to_block. Returns counts per kind.
+
+        Resumable: work the journal already holds is not done again. When the
+        chain under the scanned range changed by the end (a reorg), the changed
+        part is scanned again and every record read again, up to reorg_retries times.
+        """
+        stats.blocks_total = rng.size
+        for _ in range(self.options.reorg_retries + 1):
+            self.scan_logs(rng, kind_names, stats, progress, journal)
+            counts = self.read_all(rng, kind_names, full, stats, progress, journal)
+            fork = self.first_reorged_block(rng, journal)
+            if fork is None:
+                return counts
+            stats.reorgs += 1
+            journal.rewind(fork)
+            progress(stats, f"The chain changed at or after block {fork}: syncing {fork}..{rng.to_block} again")
+        raise ChainsyncError(grpc.StatusCode.ABORTED, "CHAIN_UNSTABLE",
+                             f"the chain kept reorganising under blocks {rng.from_block}..{rng.to_block}; "
+                             "sync again with more confirmations")
