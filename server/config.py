@@ -28,6 +28,7 @@ class Settings:
     log_chunk_blocks: int = 2_000
     log_chunk_max: int = 50_000
     silent_changes: str = "auto"
+    rpc_budget_s: int = 30
     lease_s: int = 15
 
     @classmethod
@@ -54,6 +55,7 @@ class Settings:
             ("log_chunk_blocks", "CHAINSYNC_LOG_CHUNK"),
             ("log_chunk_max", "CHAINSYNC_LOG_CHUNK_MAX"),
             ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
+            ("rpc_budget_s", "CHAINSYNC_RPC_BUDGET"),
         ]:
             if env.get(name):
                 try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError
-from server.rpc import JsonRpc, RpcError
+from server.rpc import JsonRpc, RetryPolicy, RpcError
 from server.runner import JobContext, JobStopped
 from server.store import JobStore, ResultSummary
 from server.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
@@ -41,6 +41,7 @@ class SyncJobDeps:
     kinds: dict[str, EntityKind]
     confirmations: int
     sync_options: SyncOptions
+    rpc_budget_s: float = 30.0
 
 
 class StoreJournal:
@@ -89,7 +90,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         ctx.check()  # raises JobStopped
         return False
 
-    rpc = JsonRpc(deps.rpc_urls, should_stop=stop_check)
+    rpc = JsonRpc(deps.rpc_urls, should_stop=stop_check, retry=RetryPolicy(budget_s=deps.rpc_budget_s))
     stats: SyncStats | None = None
     try:
         deployment = deps.load_deployment()

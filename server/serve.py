@@ -81,6 +81,7 @@ async def serve(settings: Settings) -> bool:
         load_deployment=lambda: load_deployment(settings.deployment_path),
         kinds=entity_kinds(),
         confirmations=settings.confirmations,
+        rpc_budget_s=settings.rpc_budget_s,
         sync_options=SyncOptions(
             log_chunk_blocks=settings.log_chunk_blocks,
             log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),

@@ -8,10 +8,12 @@ and is stopped by the test (use it as a context manager).
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 
@@ -24,6 +26,36 @@ class Faults:
     corrupt: bool = False  # forward, then cut the answer's body in half
     rate: float = 1.0  # share of requests the status/drop/corrupt faults hit (the delay hits all)
     fail_next: int = -1  # when >= 0: only that many more requests are hit, then the faults stop
+    provider: str = "generic"  # whose error text the range/result caps answer with (see PROVIDER_ERRORS)
+    max_range: int | None = None  # eth_getLogs ranges wider than this are refused
+    max_results: int | None = None  # eth_getLogs answers with more logs than this are refused
+
+
+def provider_error(provider: str, cap: str, start: int, end: int, limit: int) -> dict:
+    """The JSON-RPC error object a provider answers when an eth_getLogs range (cap "range") or
+    its result (cap "results") is over its limit, with the provider's real wording."""
+    half = hex(start + max(0, (end - start) // 2 - 1))
+    if provider == "infura":
+        return {"code": -32005, "message": "query returned more than 10000 results",
+                "data": {"from": hex(start), "to": half}}
+    if provider == "alchemy":
+        return {"code": -32602, "message": (
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
+            "limit on the response size, or you can request any block range with a cap of 10K logs in the "
+            f"response. Based on your parameters, this block range should work: [{hex(start)}, {half}]")}
+    if provider == "quicknode":
+        return {"code": -32614, "message": f"eth_getLogs is limited to a {limit:,} range"}
+    if provider == "erigon":
+        return {"code": -32000, "message": "query block range exceeds server limit"}
+    if provider == "reth":
+        what = f"max block range {limit}" if cap == "range" else f"max results {limit}"
+        return {"code": -32602, "message": f"query exceeds {what}"}
+    if provider == "geth":
+        return {"code": -32005, "message": "query returned more than 10000 results"}
+    return {"code": -32000, "message": "block range too large"}
+
+
+PROVIDERS = ("infura", "alchemy", "quicknode", "erigon", "reth", "geth", "generic")
 
 
 class FaultProxy:
@@ -32,6 +64,7 @@ class FaultProxy:
         self.faults = faults or Faults()
         self.requests = 0
         self.faulted = 0
+        self.refused = 0  # range or result-size refusals answered
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
@@ -82,11 +115,55 @@ class FaultProxy:
             payload = b'{"error": "Too Many Requests"}' if f.status == 429 else b"Service Unavailable"
             self._reply(handler, f.status, payload)
             return
+        refusal = self._range_refusal(body)
+        if refusal is not None:
+            self._reply(handler, 200, json.dumps(refusal).encode())
+            return
         upstream = self._client.post(self.upstream, content=body, headers={"content-type": "application/json"})
         payload = upstream.content
+        refusal = self._result_refusal(body, payload)
+        if refusal is not None:
+            payload = json.dumps(refusal).encode()
         if hit and f.corrupt:
             payload = payload[: len(payload) // 2]
         self._reply(handler, upstream.status_code, payload)
+
+    def _get_logs(self, body: bytes) -> tuple[Any, int, int] | None:
+        """(request id, from, to) when body is a single eth_getLogs request."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(request, dict) or request.get("method") != "eth_getLogs":
+            return None
+        flt = request["params"][0]
+        return request.get("id"), int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+
+    def _range_refusal(self, body: bytes) -> dict | None:
+        f = self.faults
+        logs = f.max_range and self._get_logs(body)
+        if not logs or logs[2] - logs[1] + 1 <= f.max_range:
+            return None
+        with self._lock:
+            self.refused += 1
+        error = provider_error(f.provider, "range", logs[1], logs[2], f.max_range)
+        return {"jsonrpc": "2.0", "id": logs[0], "error": error}
+
+    def _result_refusal(self, body: bytes, payload: bytes) -> dict | None:
+        f = self.faults
+        logs = f.max_results and self._get_logs(body)
+        if not logs:
+            return None
+        try:
+            result = json.loads(payload).get("result")
+        except ValueError:
+            return None
+        if not isinstance(result, list) or len(result) <= f.max_results:
+            return None
+        with self._lock:
+            self.refused += 1
+        error = provider_error(f.provider, "results", logs[1], logs[2], f.max_results)
+        return {"jsonrpc": "2.0", "id": logs[0], "error": error}
 
     @staticmethod
     def _reply(handler: BaseHTTPRequestHandler, status: int, payload: bytes) -> None:

@@ -1,0 +1,101 @@
+"""What public RPC providers do, through a real HTTP proxy in front of anvil.
+
+Each fault ends either in exactly the records of a clean run, or in a clear
+failure that names the endpoint: never in an empty or partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
+from google.protobuf.json_format import MessageToDict
+
+from tests.fault_proxy import PROVIDERS, FaultProxy, Faults
+from tests.processes import free_port, grpc_server
+from tests.stack import TERMINAL, wait_for_state
+
+
+def full_sync(addr: str, timeout_s: float = 120) -> tuple[jobs_pb2.Job, dict | None]:
+    with grpc.insecure_channel(addr) as channel:
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+        job = wait_for_state(stub, job_id, TERMINAL, timeout_s)
+        if job.state != jobs_pb2.JOB_STATE_COMPLETED:
+            return job, None
+        result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+        return job, {k: [MessageToDict(r) for r in getattr(result, k)] for k in ("proposals", "petitions", "reports")}
+
+
+@pytest.fixture(scope="module")
+def reference(stack) -> dict:
+    """The records of a full sync straight from anvil, no proxy."""
+    job, records = full_sync(stack.server.addr)
+    assert job.state == jobs_pb2.JOB_STATE_COMPLETED
+    return records
+
+
+def through_proxy(devnet, tmp_path, faults: Faults, **env: str) -> Iterator[tuple[FaultProxy, str]]:
+    """Yields once: (the proxy, the address of a server whose RPC URL is the proxy)."""
+    with FaultProxy(devnet.url, faults) as proxy:
+        with grpc_server(rpc_url=env.pop("rpc_url", proxy.url), deployment_path=devnet.deployment_path,
+                         db=tmp_path / "jobs.db", extra_env={"CHAINSYNC_RPC_BUDGET": "20", **env}) as server:
+            yield proxy, server.addr
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_range_caps_of_each_provider_are_split_and_the_result_is_exact(devnet, tmp_path, reference, provider) -> None:
+    faults = Faults(provider=provider, max_range=300)
+    for proxy, addr in through_proxy(devnet, tmp_path, faults, CHAINSYNC_LOG_CHUNK="2000"):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+        assert proxy.refused > 0 and job.stats.range_splits > 0
+        assert records == reference
+
+
+@pytest.mark.parametrize("provider", ["infura", "alchemy", "reth", "geth"])
+def test_result_size_caps_are_split_and_the_result_is_exact(devnet, tmp_path, reference, provider) -> None:
+    for proxy, addr in through_proxy(devnet, tmp_path, Faults(provider=provider, max_results=150)):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+        assert proxy.refused > 0
+        assert records == reference
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        Faults(status=429, rate=0.3),
+        Faults(status=503, rate=0.3),
+        Faults(drop=True, rate=0.2),
+        Faults(corrupt=True, rate=0.2),
+        Faults(delay_s=0.01),
+    ],
+    ids=["429", "503", "drop", "corrupt", "delay"],
+)
+def test_transient_faults_are_retried_and_the_result_is_exact(devnet, tmp_path, reference, faults) -> None:
+    for proxy, addr in through_proxy(devnet, tmp_path, faults, CHAINSYNC_LOG_CHUNK="200"):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+        assert faults.delay_s or proxy.faulted > 0
+        assert records == reference
+
+
+def test_a_node_that_keeps_failing_fails_the_job_naming_endpoint_error_and_tries(devnet, tmp_path) -> None:
+    for proxy, addr in through_proxy(devnet, tmp_path, Faults(status=503), CHAINSYNC_RPC_BUDGET="2"):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_FAILED and records is None
+        assert job.error.code == "RPC_UNAVAILABLE"
+        assert proxy.url.rsplit("/", 1)[0] in job.error.message
+        assert "HTTP 503" in job.error.message and "tries" in job.error.message
+
+
+def test_failover_to_the_next_url_when_the_first_is_down(devnet, tmp_path, reference) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    for proxy, addr in through_proxy(devnet, tmp_path, Faults(), rpc_url=f"{closed},{devnet.url}"):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+        assert records == reference
+        assert proxy.requests == 0
