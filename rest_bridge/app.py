@@ -1,89 +1,104 @@
-"""The FastAPI app: each JSON endpoint is one call to the gRPC JobService.
+"""The FastAPI app: each JSON endpoint is one call (or one stream) of the gRPC JobService.
 
 One grpc.aio channel serves every request, so one bridge process handles many
-pollers without a thread per request. JSON shapes are those of
-ASYNC-BLOCKCHAIN-SYNC.md; block numbers and uint256 values are decimal strings.
+pollers without a thread per request; nothing on the event loop blocks. JSON
+shapes are those of ASYNC-BLOCKCHAIN-SYNC.md (documented in
+rest_bridge/models.py and at /openapi.json); errors are design.md's
+``{"success": false, "error", "code", "details"}``; docs/rest-api.md has the
+whole contract and the choices made.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from google.protobuf import json_format
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rest_bridge.errors import error_response, from_rpc_error
-from rest_bridge.models import StartSyncBody
+from rest_bridge import models
+from rest_bridge.convert import STATE_ENUMS, TERMINAL, TYPE_ENUMS, job_json, result_json
+from rest_bridge.errors import FastJSON, error_response, from_rpc_error
+from rest_bridge.middleware import BodySizeLimit
+from rest_bridge.streams import EventStream, job_events, ndjson_records
+
+log = logging.getLogger("chainsync.bridge")
 
 MAX_BODY_BYTES = 64 * 1024
-TYPE_NAMES = {v: k for k, v in jobs_pb2.JobType.items()}
-STATE_NAMES = {v: k for k, v in jobs_pb2.JobState.items()}
+UNARY_TIMEOUT_S = 30.0  # DeleteJob may wait 5 s for a cancel; nothing else takes long
+NDJSON_PAGE = 500  # records of each kind per GetResult page while streaming NDJSON
+DEFAULT_PING_S = 15.0
+NDJSON = "application/x-ndjson"
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 * 1024 * 1024),  # the server sends a whole result in one message
+    ("grpc.keepalive_time_ms", 30_000),  # long WatchJob streams stay alive through proxies
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
+bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <token>`, passed through to the gRPC server as metadata. "
+    "Needed when the server runs with CHAINSYNC_API_TOKEN; /healthz, /openapi.json and /docs are open.",
+)
 
 
-def _lower(enum_name: str, prefix: str) -> str:
-    return enum_name.removeprefix(prefix).lower()
+def call_metadata(request: Request, _: Any = Security(bearer)) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata of a call: the client's Authorization header, passed through as it came."""
+    auth = request.headers.get("authorization")
+    return (("authorization", auth),) if auth else ()
 
 
-def job_json(job: jobs_pb2.Job) -> dict[str, Any]:
-    """The spec's job object: id, type, status, progress, message, times, plus range, stats and error."""
-    out: dict[str, Any] = {
-        "id": job.id,
-        "type": _lower(TYPE_NAMES[job.type], "JOB_TYPE_"),
-        "status": _lower(STATE_NAMES[job.state], "JOB_STATE_"),
-        "progress": job.progress,
-        "message": job.message,
-        "createdAt": job.create_time.ToJsonString(),
+Metadata = Annotated[tuple[tuple[str, str], ...], Depends(call_metadata)]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "Bad input: the `details.field` names what (INVALID_ARGUMENT, INVALID_JOB_ID, ...)",
+        401: "Missing or wrong bearer token (MISSING_TOKEN, INVALID_TOKEN)",
+        404: "No such job (JOB_NOT_FOUND)",
+        409: "The job is not in a state that allows this (JOB_NOT_COMPLETED with `details.state`, JOB_STILL_RUNNING)",
+        413: "Request body over 64 KiB (BODY_TOO_LARGE)",
+        429: "The server is overloaded (RESOURCE_EXHAUSTED)",
+        500: "Unexpected error (INTERNAL)",
+        503: "The gRPC server is unreachable (GRPC_UNAVAILABLE) or the node is (RPC_UNAVAILABLE)",
+        504: "The gRPC server did not answer in time (GRPC_TIMEOUT)",
     }
-    if job.HasField("start_time"):
-        out["startedAt"] = job.start_time.ToJsonString()
-    if job.HasField("end_time"):
-        out["endedAt"] = job.end_time.ToJsonString()
-        if job.state == jobs_pb2.JOB_STATE_COMPLETED:
-            out["completedAt"] = job.end_time.ToJsonString()
-    if job.to_block:
-        out["fromBlock"] = str(job.from_block)
-        out["toBlock"] = str(job.to_block)
-    out["stats"] = json_format.MessageToDict(job.stats, always_print_fields_with_no_presence=True)
-    if job.HasField("error"):
-        out["error"] = job.error.message
-        out["errorCode"] = job.error.code
-    return out
+    return {s: {"model": models.ErrorBody, "description": text[s]} for s in sorted({*statuses, 400, 401, 500, 503, 504})}
 
 
-def record_json(record: Any) -> dict[str, Any]:
-    out = json_format.MessageToDict(record, always_print_fields_with_no_presence=True)
-    out["created"] = out.get("created")  # null when the creating event is outside the range
-    return out
+def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    where = loc[0] if loc else "body"
+    field = loc[1] if len(loc) > 1 else "body"
+    kind = first.get("type", "")
+    if where == "body" and field == "body" and kind == "missing":
+        return "body", "a JSON body is required (send {} for the defaults)"
+    if kind == "json_invalid":
+        return "body", "the body is not valid JSON"
+    if kind == "model_attributes_type" or (where == "body" and len(loc) == 1):
+        return "body", "the body must be a JSON object"
+    if kind == "extra_forbidden":
+        return field, f"{field}: unknown field"
+    return field, f"{field}: {first.get('msg', 'invalid value')}"
 
 
-def result_json(result: jobs_pb2.SyncResult) -> dict[str, Any]:
-    return {
-        "success": True,
-        "result": {
-            "proposals": [record_json(r) for r in result.proposals],
-            "petitions": [record_json(r) for r in result.petitions],
-            "reports": [record_json(r) for r in result.reports],
-            "fromBlock": str(result.from_block),
-            "toBlock": str(result.to_block),
-            "toBlockHash": result.to_block_hash,
-            "chainId": str(result.chain_id),
-            "eventsCount": result.events_count,
-            "processingTime": result.processing_time_ms,
-        },
-        "completedAt": result.complete_time.ToJsonString(),
-    }
-
-
-def _start_request(body: StartSyncBody) -> jobs_pb2.StartSyncRequest:
+def _start_request(body: models.StartSyncBody, request_id: str | None) -> jobs_pb2.StartSyncRequest:
     request = jobs_pb2.StartSyncRequest(
         is_full_sync=body.isFullSync,
-        type=jobs_pb2.JobType.Value("JOB_TYPE_" + body.type.upper()),
-        request_id=body.requestId or "",
+        type=TYPE_ENUMS[body.type],
+        request_id=request_id or "",
         incremental=body.incremental,
     )
     for field, value in [
@@ -98,60 +113,100 @@ def _start_request(body: StartSyncBody) -> jobs_pb2.StartSyncRequest:
     return request
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    field = ".".join(p for p in loc if not p.isdigit() and p not in ("int", "str", "constrained-str")) or "body"
-    kind = first.get("type", "")
-    if kind == "missing" and field == "body":
-        return "body", "a JSON body is required (send {} for the defaults)"
-    if kind == "json_invalid":
-        return "body", "the body is not valid JSON"
-    if kind == "extra_forbidden":
-        return field, f"{field}: unknown field"
-    return field, f"{field}: {first.get('msg', 'invalid value')}"
+class BadRequest(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
-def create_app(grpc_target: str) -> FastAPI:
+def _list_page(page: int | None, page_token: str | None) -> tuple[int, str]:
+    """(page number, server page token) from ``page`` or the bridge's ``pageToken`` (``<page>.<server token>``)."""
+    if page_token:
+        if page is not None:
+            raise BadRequest("page", "page: cannot be combined with pageToken")
+        number, _, token = page_token.partition(".")
+        if not number.isdigit() or int(number) < 2 or not token:
+            raise BadRequest("pageToken", "pageToken: not a token this bridge returned")
+        return int(number), token
+    return page or 1, ""
+
+
+def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping_s: float = DEFAULT_PING_S) -> FastAPI:
     """The bridge app, calling the JobService at grpc_target (host:port)."""
-    channels: dict[str, grpc.aio.Channel] = {}
+    jobs: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        channels["jobs"] = grpc.aio.insecure_channel(grpc_target)
+        channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
+        jobs["stub"] = jobs_pb2_grpc.JobServiceStub(channel)
         yield
-        await channels["jobs"].close()
+        await channel.close()
 
     app = FastAPI(
         title="chainsync REST bridge",
         version="1",
-        description="JSON endpoints of the chainsync JobService (ASYNC-BLOCKCHAIN-SYNC.md).",
+        description=(
+            "The JSON endpoints of ASYNC-BLOCKCHAIN-SYNC.md, each served by the chainsync gRPC JobService "
+            "(proto/chainsync/v1/jobs.proto). Errors are `{success: false, error, code, details}` with the HTTP "
+            "status mapped from the gRPC code (design.md). Block numbers and uint256 values are decimal strings."
+        ),
         lifespan=lifespan,
+        default_response_class=FastJSON,
     )
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
 
     def stub() -> jobs_pb2_grpc.JobServiceStub:
-        return jobs_pb2_grpc.JobServiceStub(channels["jobs"])
-
-    @app.middleware("http")
-    async def cap_body_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error_response(413, f"body: larger than {MAX_BODY_BYTES} bytes", "BODY_TOO_LARGE", {"field": "body"})
-        return await call_next(request)
+        return jobs["stub"]
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         field, message = _validation_message(exc)
         return error_response(400, message, "INVALID_ARGUMENT", {"field": field})
 
+    @app.exception_handler(BadRequest)
+    async def on_bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return error_response(400, str(exc), "INVALID_ARGUMENT", {"field": exc.field})
+
     @app.exception_handler(grpc.aio.AioRpcError)
     async def on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
         return from_rpc_error(exc, grpc_target)
 
-    @app.post("/api/blockchain/sync", status_code=202)
-    async def start_sync(body: StartSyncBody = Body(...)) -> JSONResponse:
-        response = await stub().StartSync(_start_request(body))
-        return JSONResponse(
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+        return error_response(exc.status_code, message, code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, f"internal error in the REST bridge ({type(exc).__name__})", "INTERNAL")
+
+    @app.post(
+        "/api/blockchain/sync", status_code=202, response_model=models.StartResponse, tags=["sync"],
+        summary="Start a sync job (returns its id at once)", responses=_errors(413, 429),
+    )
+    async def start_sync(
+        md: Metadata,
+        body: Annotated[models.StartSyncBody, Body(...)],
+        idempotency_key: Annotated[models.RequestId | None, Header(
+            alias="Idempotency-Key", description="Same as `requestId`: the same key within 24 h returns the first job.",
+        )] = None,
+    ) -> Response:
+        if idempotency_key and body.requestId and idempotency_key != body.requestId:
+            raise BadRequest("Idempotency-Key", "Idempotency-Key: differs from the body's requestId")
+        request = _start_request(body, idempotency_key or body.requestId)
+        response = await stub().StartSync(request, metadata=md, timeout=UNARY_TIMEOUT_S)
+        return FastJSON(
             {
                 "success": True,
                 "jobId": response.job_id,
@@ -164,28 +219,208 @@ def create_app(grpc_target: str) -> FastAPI:
             headers={"Location": response.status_url},
         )
 
-    @app.get("/api/blockchain/sync/status/{job_id}")
-    async def job_status(job_id: str) -> dict[str, Any]:
-        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id))
-        return {"success": True, "job": job_json(job)}
+    @app.get(
+        "/api/blockchain/sync/status/{jobId}", response_model=models.StatusResponse, tags=["sync"],
+        summary="A job's status and progress", responses=_errors(404),
+    )
+    async def job_status(md: Metadata, job_id: JobId) -> Response:
+        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+        return FastJSON({"success": True, "job": job_json(job)})
 
-    @app.get("/api/blockchain/sync/result/{job_id}")
-    async def job_result(job_id: str) -> dict[str, Any]:
-        return result_json(await stub().GetResult(jobs_pb2.GetResultRequest(job_id=job_id)))
+    @app.get(
+        "/api/blockchain/sync/result/{jobId}", response_model=models.ResultResponse, tags=["sync"],
+        summary="The records of a completed job",
+        description=(
+            "The spec's shape by default, every record at once. With `pageSize`, at most that many records of "
+            "each kind; `nextPageToken` continues. With `Accept: application/x-ndjson`, a stream of one JSON "
+            "object per line: `{\"kind\": \"proposals\", ...record}` for each record (pages interleave the kinds, "
+            "each kind in order), then `{\"kind\": \"summary\", ...}`; an error between pages ends the stream "
+            "with a `{\"kind\": \"error\", ...}` line."
+        ),
+        responses={
+            **_errors(404, 409),
+            200: {"content": {NDJSON: {"schema": {"type": "string"}}}, "description": "The result"},
+        },
+    )
+    async def job_result(
+        request: Request,
+        md: Metadata,
+        job_id: JobId,
+        page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=10_000,
+                                               description="At most this many records of each kind.")] = None,
+        page_token: Annotated[str | None, Query(alias="pageToken", max_length=1024,
+                                                description="`nextPageToken` of the previous page.")] = None,
+    ) -> Response:
+        streaming = NDJSON in request.headers.get("accept", "")
+        size = page_size or (NDJSON_PAGE if streaming else 0)
+        first = await stub().GetResult(
+            jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=page_token or ""),
+            metadata=md, timeout=UNARY_TIMEOUT_S,
+        )
+        if not streaming:
+            return FastJSON(result_json(first))
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"success": True}
+        async def fetch(token: str) -> jobs_pb2.SyncResult:
+            return await stub().GetResult(
+                jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=token), metadata=md,
+                timeout=UNARY_TIMEOUT_S,
+            )
 
+        body = ndjson_records(fetch, first, size, first.complete_time.ToJsonString(), grpc_target)
+        return StreamingResponse(body, media_type=NDJSON)
+
+    @app.get(
+        "/api/blockchain/sync/events/{jobId}", tags=["sync"], response_class=EventStream, status_code=200,
+        summary="Server-sent events of a job's progress (mirrors WatchJob)",
+        description=(
+            "`text/event-stream`: an `event: job` with `id: <sequence>` and the status endpoint's job object as "
+            "`data` at once and on every change; `event: end` after the job's last event, then the stream closes; "
+            f"`: ping` comments when idle (every {DEFAULT_PING_S:.0f} s by default). Reconnect with `Last-Event-ID` "
+            "(browsers do it by themselves) or `?lastEventId=` to get exactly the events missed. When nothing "
+            "is left to send (the job ended and its last event was seen) the answer is 204, which tells a browser "
+            "to stop reconnecting. A gRPC error after the stream started is an `event: error` with the error body."
+        ),
+        responses={
+            **_errors(404),
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The events"},
+            204: {"description": "The job has ended and the client has seen its last event"},
+        },
+    )
+    async def job_events_stream(
+        md: Metadata,
+        job_id: JobId,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20,
+                                                    description="Resume after this event id.")] = None,
+        last_event_query: Annotated[int | None, Query(alias="lastEventId", ge=0,
+                                                      description="Same as Last-Event-ID.")] = None,
+    ) -> Response:
+        after = last_event_query or 0
+        if last_event_id:
+            if not last_event_id.isdigit():
+                raise BadRequest("Last-Event-ID", "Last-Event-ID: must be an event id this stream sent")
+            after = int(last_event_id)
+        if not after:
+            call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=md)
+            first = await call.read()  # errors (unknown job, bad token) are HTTP errors, before the stream starts
+            if first is grpc.aio.EOF:
+                return Response(status_code=204)
+            return EventStream(job_events(call, first, sse_ping_s, grpc_target))
+        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+        if job.state in TERMINAL:
+            # WatchJob after the job's last sequence would wait for an event that never comes: ask for the last one.
+            probe = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+            try:
+                final = await probe.read()
+            finally:
+                probe.cancel()
+            if final is grpc.aio.EOF or final.sequence <= after:
+                return Response(status_code=204)
+        call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=md)
+        return EventStream(job_events(call, None, sse_ping_s, grpc_target))
+
+    @app.get(
+        "/jobs", response_model=models.ListJobsResponse, tags=["jobs"], summary="Jobs, newest first",
+        description="Filter by `status` and `type`; page with `page` and `limit`, or follow `nextPageToken` "
+        "(passed back as `pageToken`), which stays stable while new jobs arrive.",
+        responses=_errors(),
+    )
+    async def list_jobs(
+        md: Metadata,
+        status: Annotated[models.JobStatusName | None, Query(description="Only jobs in this state.")] = None,
+        type: Annotated[models.JobTypeName | None, Query(description="Only jobs of this type.")] = None,
+        page: Annotated[int | None, Query(ge=1, le=1_000_000, description="1-based page number (default 1).")] = None,
+        limit: Annotated[int, Query(ge=1, le=100, description="Jobs per page.")] = 20,
+        page_token: Annotated[str | None, Query(alias="pageToken", max_length=1024)] = None,
+    ) -> Response:
+        number, token = _list_page(page, page_token)
+        response = await stub().ListJobs(
+            jobs_pb2.ListJobsRequest(
+                state=STATE_ENUMS[status] if status else 0,
+                type=TYPE_ENUMS[type] if type else 0,
+                page_size=limit,
+                page_token=token,
+                skip=0 if token else (number - 1) * limit,
+            ),
+            metadata=md, timeout=UNARY_TIMEOUT_S,
+        )
+        body: dict[str, Any] = {
+            "success": True,
+            "jobs": [job_json(j) for j in response.jobs],
+            "pagination": {
+                "page": number, "limit": limit, "total": response.total_size,
+                "totalPages": math.ceil(response.total_size / limit),
+            },
+        }
+        if response.next_page_token:
+            body["nextPageToken"] = f"{number + 1}.{response.next_page_token}"
+        return FastJSON(body)
+
+    @app.post(
+        "/jobs/{jobId}:cancel", response_model=models.StatusResponse, tags=["jobs"], summary="Cancel a job",
+        description="A running job stops within a second or two and ends `cancelled`; a pending one never starts. "
+        "Answers with the job as it is now (it may still say `running` for a moment). Any body is ignored.",
+        responses=_errors(404),
+    )
+    async def cancel_job(md: Metadata, job_id: JobId) -> Response:
+        job = await stub().CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+        return FastJSON({"success": True, "job": job_json(job)})
+
+    @app.delete(
+        "/jobs/{jobId}", response_model=models.DeleteResponse, tags=["jobs"], summary="Delete a job and its result",
+        description="A running job is cancelled first; 409 JOB_STILL_RUNNING if it has not stopped within 5 s.",
+        responses=_errors(404, 409),
+    )
+    async def delete_job(md: Metadata, job_id: JobId) -> Response:
+        await stub().DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+        return FastJSON({"success": True, "jobId": job_id, "message": f"job {job_id} deleted"})
+
+    @app.get("/healthz", response_model=models.Health, tags=["meta"], summary="The bridge is up (no auth)")
+    async def healthz() -> Response:
+        return FastJSON({"success": True})
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, less the 422 it adds to every route: this bridge answers bad input with 400."""
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for path in doc["paths"].values():
+                for operation in path.values():
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for status, response in responses.items():  # errors are JSON, even on the event stream
+                        if int(status) >= 400:
+                            response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+            for name in ("HTTPValidationError", "ValidationError"):
+                doc.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise SystemExit(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
+    return value
+
+
 def run(grpc_target: str, http_addr: str) -> None:
+    """Serves the bridge; CHAINSYNC_CORS_ORIGINS (comma-separated) and CHAINSYNC_SSE_PING_SECONDS configure it."""
     import uvicorn
 
+    origins = tuple(o.strip() for o in os.environ.get("CHAINSYNC_CORS_ORIGINS", "").split(",") if o.strip())
+    ping_s = _float_env("CHAINSYNC_SSE_PING_SECONDS", DEFAULT_PING_S)
     host, port = http_addr.rsplit(":", 1)
     print(f"chainsync REST bridge on http://{host}:{port} -> gRPC {grpc_target}", flush=True)
-    uvicorn.run(create_app(grpc_target), host=host, port=int(port), log_level="warning")
+    uvicorn.run(create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s), host=host, port=int(port),
+                log_level="warning")
 
 
 __all__ = ["create_app", "run"]

@@ -1,7 +1,8 @@
 """gRPC status -> HTTP response, as google/rpc/code.proto maps them (design.md).
 
 Every error body is ``{"success": false, "error", "code", "details"}`` where
-``code`` is the ErrorInfo reason from the gRPC status details.
+``code`` is the ErrorInfo reason from the gRPC status details (or, without
+one, the canonical code's name) and ``details`` its metadata.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+import orjson
 from fastapi.responses import JSONResponse
 from google.rpc import error_details_pb2, status_pb2
 
@@ -30,7 +32,14 @@ HTTP_STATUS = {
 NOT_COMPLETED_REASONS = {"JOB_NOT_COMPLETED"}  # FAILED_PRECONDITION that means "not yet": 409
 
 
-def error_info(err: grpc.aio.AioRpcError) -> tuple[str | None, dict[str, str]]:
+class FastJSON(JSONResponse):
+    """JSONResponse rendered by orjson (several times faster on the polling path)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_info(err: grpc.RpcError) -> tuple[str | None, dict[str, str]]:
     """The ErrorInfo reason and metadata carried in the status details, if any."""
     for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
@@ -42,21 +51,36 @@ def error_info(err: grpc.aio.AioRpcError) -> tuple[str | None, dict[str, str]]:
     return None, {}
 
 
-def error_response(status: int, message: str, code: str, details: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"success": False, "error": message, "code": code, "details": details or {}}, status_code=status
-    )
+def error_body(message: str, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"success": False, "error": message, "code": code, "details": details or {}}
 
 
-def from_rpc_error(err: grpc.aio.AioRpcError, target: str) -> JSONResponse:
+def error_response(status: int, message: str, code: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return FastJSON(error_body(message, code, details), status_code=status, headers=headers)
+
+
+def rpc_error_parts(err: grpc.aio.AioRpcError, target: str) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, error body) for a failed gRPC call."""
     reason, metadata = error_info(err)
     code = err.code()
     if reason is None and code == grpc.StatusCode.UNAVAILABLE:
-        return error_response(
-            503, f"the chainsync gRPC server at {target} is unreachable; is `chainsync serve` running?",
-            "GRPC_UNAVAILABLE",
+        return 503, error_body(
+            f"the chainsync gRPC server at {target} is unreachable; is `chainsync serve` running?", "GRPC_UNAVAILABLE"
         )
+    if reason is None and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return 504, error_body(f"the chainsync gRPC server at {target} did not answer in time", "GRPC_TIMEOUT")
     status = HTTP_STATUS.get(code, 500)
     if code == grpc.StatusCode.FAILED_PRECONDITION and reason in NOT_COMPLETED_REASONS:
         status = 409
-    return error_response(status, err.details() or code.name, reason or code.name, metadata)
+    return status, error_body(err.details() or code.name, reason or code.name, metadata)
+
+
+def from_rpc_error(err: grpc.aio.AioRpcError, target: str) -> JSONResponse:
+    status, body = rpc_error_parts(err, target)
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="chainsync"'
+    elif status in (429, 503):
+        headers["Retry-After"] = "1"
+    return FastJSON(body, status_code=status, headers=headers)

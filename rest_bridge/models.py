@@ -1,16 +1,29 @@
-"""Request bodies of the JSON API, mirroring chainsync.v1.StartSyncRequest.
+"""Request and response shapes of the JSON API, mirroring chainsync.v1 (jobs.proto).
 
-Strict: a float, a string or a boolean where an integer belongs is a 400 that
-names the field, as is an unknown field (most often a typo).
+Requests are strict: a float, a string or a boolean where an integer belongs is
+a 400 that names the field, as is an unknown field (most often a typo).
+
+Responses are documented with these models in the OpenAPI document, but built
+as plain dicts (rest_bridge/convert.py) for speed; tests validate real
+responses against the document, so the two cannot drift apart. The record
+models (Proposal, Petition, Report) are made from the protobuf descriptors, so
+a field added to the proto appears here by itself.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from chainsync.v1 import jobs_pb2
+from google.protobuf.descriptor import FieldDescriptor
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 BlockNumber = Annotated[int, Field(ge=0, le=2**63 - 1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}$")]
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+JobTypeName = Literal["blockchain_sync", "proposals_sync", "petitions_sync", "reports_sync"]
+JobStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+Decimal = Annotated[str, Field(pattern=r"^[0-9]+$", description="A non-negative integer as a decimal string.")]
+Timestamp = Annotated[str, Field(description="RFC 3339 time, UTC.", json_schema_extra={"format": "date-time"})]
 
 
 class StartSyncBody(BaseModel):
@@ -20,12 +33,151 @@ class StartSyncBody(BaseModel):
         None, description="Sync the last N blocks up to head - confirmations (default 1000)."
     )
     isFullSync: bool = Field(False, description="Sync from the earliest deployment block.")
-    type: Literal["blockchain_sync", "proposals_sync", "petitions_sync", "reports_sync"] = "blockchain_sync"
-    requestId: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] | None = Field(
-        None, description="Idempotency key: the same key within 24 h returns the first job."
+    type: JobTypeName = "blockchain_sync"
+    requestId: RequestId | None = Field(
+        None, description="Idempotency key: the same key within 24 h returns the first job (or send `Idempotency-Key`)."
     )
     fromBlock: BlockNumber | None = Field(None, description="Explicit range start (inclusive), instead of blocksBack.")
     toBlock: BlockNumber | None = Field(None, description="Explicit range end (inclusive).")
     incremental: bool = Field(False, description="Continue from the end of the last completed sync of this type.")
     confirmations: Annotated[int, Field(ge=0, le=10000)] | None = None
     timeoutSeconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+
+
+# --- responses ---------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobStats(Strict):
+    """Live figures from work really done (64-bit counts are decimal strings, as proto3 JSON has them)."""
+
+    blocksTotal: Decimal
+    blocksDone: Decimal
+    eventsFound: Decimal
+    recordsTotal: Decimal
+    recordsDone: Decimal
+    blocksPerSecond: float
+    etaSeconds: float = Field(description="Estimated seconds left; 0 when unknown.")
+
+
+class Job(Strict):
+    id: str = Field(description="The job id (a UUIDv4).")
+    type: JobTypeName
+    status: JobStatusName
+    progress: int = Field(ge=0, le=100, description="0..100, never goes down; 100 only when completed.")
+    message: str
+    createdAt: Timestamp
+    startedAt: Timestamp | None = Field(None, description="Present once the job has started.")
+    endedAt: Timestamp | None = Field(None, description="Present once the job is completed, failed or cancelled.")
+    completedAt: Timestamp | None = Field(None, description="Present when the job is completed.")
+    fromBlock: Decimal | None = Field(None, description="The resolved range, once the job has started.")
+    toBlock: Decimal | None = None
+    stats: JobStats
+    error: str | None = Field(None, description="What failed and what to do (failed or cancelled jobs).")
+    errorCode: str | None = Field(None, description="UPPER_SNAKE_CASE reason: RPC_UNAVAILABLE, JOB_TIMEOUT, ...")
+
+
+class StartResponse(Strict):
+    success: Literal[True]
+    jobId: str
+    message: str
+    statusUrl: str
+    resultUrl: str
+    job: Job
+
+
+class StatusResponse(Strict):
+    success: Literal[True]
+    job: Job
+
+
+class Pagination(Strict):
+    page: int = Field(ge=1)
+    limit: int = Field(ge=1, le=100)
+    total: int = Field(ge=0, description="Jobs matching the filters.")
+    totalPages: int = Field(ge=0)
+
+
+class ListJobsResponse(Strict):
+    success: Literal[True]
+    jobs: list[Job]
+    pagination: Pagination
+    nextPageToken: str | None = Field(None, description="Pass as `pageToken` for the next page; absent on the last.")
+
+
+class DeleteResponse(Strict):
+    success: Literal[True]
+    jobId: str
+    message: str
+
+
+class Provenance(Strict):
+    """The event that created the record, when it is inside the synced range."""
+
+    blockNumber: Decimal
+    transactionHash: str
+    logIndex: int
+
+
+_SCALARS: dict[int, Any] = {
+    FieldDescriptor.TYPE_STRING: str,
+    FieldDescriptor.TYPE_BOOL: bool,
+    FieldDescriptor.TYPE_UINT32: int,
+    FieldDescriptor.TYPE_INT32: int,
+    FieldDescriptor.TYPE_UINT64: Decimal,
+}
+
+
+def _record_model(message: Any) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for f in message.DESCRIPTOR.fields:
+        if f.message_type is not None:
+            fields[f.json_name] = (Provenance | None, Field(..., description="null when the creating event is outside the range"))
+        else:
+            fields[f.json_name] = (_SCALARS[f.type], ...)
+    return create_model(message.DESCRIPTOR.name, __base__=Strict, __doc__=message.DESCRIPTOR.name, **fields)
+
+
+Proposal = _record_model(jobs_pb2.Proposal)
+Petition = _record_model(jobs_pb2.Petition)
+Report = _record_model(jobs_pb2.Report)
+
+
+class RecordTotals(Strict):
+    proposals: int
+    petitions: int
+    reports: int
+
+
+class SyncResult(Strict):
+    proposals: list[Proposal]  # type: ignore[valid-type]
+    petitions: list[Petition]  # type: ignore[valid-type]
+    reports: list[Report]  # type: ignore[valid-type]
+    fromBlock: Decimal
+    toBlock: Decimal
+    toBlockHash: str = Field(description="Hash of toBlock: the chain the records were read from.")
+    chainId: Decimal
+    eventsCount: int
+    processingTime: int = Field(description="Wall time of the job in milliseconds.")
+    totals: RecordTotals = Field(description="Records of each kind in the whole result (all pages).")
+
+
+class ResultResponse(Strict):
+    success: Literal[True]
+    result: SyncResult
+    completedAt: Timestamp
+    nextPageToken: str | None = Field(None, description="With pageSize: pass as `pageToken` for the next page.")
+
+
+class ErrorBody(Strict):
+    success: Literal[False]
+    error: str = Field(description="What went wrong and what to do about it.")
+    code: str = Field(description="UPPER_SNAKE_CASE reason (the gRPC ErrorInfo reason): JOB_NOT_FOUND, ...")
+    details: dict[str, Any] = Field(description="The ErrorInfo metadata, e.g. `field`, `jobId`, `state`.")
+
+
+class Health(Strict):
+    success: Literal[True]
