@@ -79,7 +79,20 @@ def _range_for(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps
     if "fromBlock" in checkpoint:  # resuming: the range the job started with
         return BlockRange(int(checkpoint["fromBlock"]), int(checkpoint["toBlock"]))
     confirmations = int(ctx.job.request.get("confirmations", deps.confirmations))
-    return resolve_range(ctx.job.request, engine.head(), deployment.earliest_block, confirmations)
+    request = ctx.job.request
+    if request.get("incremental"):
+        request = {**request, **_continue_from(ctx.store.last_completed(ctx.job.type), engine)}
+    return resolve_range(request, engine.head(), deployment.earliest_block, confirmations)
+
+
+def _continue_from(last: ResultSummary | None, engine: SyncEngine) -> dict[str, Any]:
+    """Where an incremental sync starts: after the last completed sync of its type, if the chain
+    still has that sync's last block; if that block was reorganised away, its whole range again."""
+    if last is None:
+        return {"isFullSync": True}
+    if engine.block_hash(last.to_block) != last.to_block_hash:
+        return {"fromBlock": last.from_block}
+    return {"fromBlock": last.to_block + 1}
 
 
 def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:

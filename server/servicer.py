@@ -80,6 +80,8 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
     if explicit_range and "fromBlock" in body and "toBlock" in body and body["fromBlock"] > body["toBlock"]:
         raise invalid_argument("fromBlock", f"{body['fromBlock']} is after toBlock {body['toBlock']}", "INVALID_RANGE")
     if request.incremental:
+        if request.HasField("blocks_back") or request.is_full_sync or request.HasField("from_block"):
+            raise invalid_argument("incremental", "cannot be combined with blocksBack, isFullSync or fromBlock")
         body["incremental"] = True
     if request.HasField("confirmations"):
         if request.confirmations > MAX_CONFIRMATIONS:

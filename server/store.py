@@ -140,6 +140,9 @@ class JobStore(Protocol):
 
     def result_summary(self, job_id: str) -> ResultSummary | None: ...
 
+    def last_completed(self, job_type: str) -> ResultSummary | None:
+        """The result summary of the most recently completed job of this type, if any (for incremental syncs)."""
+
     def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
         """The result's records of one kind, in order, from offset."""
 
@@ -512,6 +515,14 @@ class SQLiteJobStore:
             ).rowcount
             db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - request_id_ttl_s,))
         return removed
+
+    def last_completed(self, job_type: str) -> ResultSummary | None:
+        row = self._connect().execute(
+            "SELECT results.summary FROM jobs JOIN results ON results.job_id = jobs.id "
+            "WHERE jobs.type = ? AND jobs.state = 'completed' ORDER BY jobs.ended_at DESC LIMIT 1",
+            (job_type,),
+        ).fetchone()
+        return ResultSummary(**json.loads(row["summary"])) if row else None
 
     def result_summary(self, job_id: str) -> ResultSummary | None:
         row = self._connect().execute("SELECT summary FROM results WHERE job_id = ?", (job_id,)).fetchone()

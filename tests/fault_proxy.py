@@ -21,6 +21,7 @@ import httpx
 @dataclass
 class Faults:
     delay_s: float = 0.0  # added before forwarding each request
+    delay_only: tuple[str, ...] = ()  # when set: delay only requests calling one of these methods
     status: int | None = None  # answer this HTTP status instead of forwarding (429, 503)
     drop: bool = False  # close the connection without an answer
     corrupt: bool = False  # forward, then cut the answer's body in half
@@ -104,7 +105,7 @@ class FaultProxy:
         f = self.faults
         with self._lock:
             self.requests += 1
-        if f.delay_s:
+        if f.delay_s and (not f.delay_only or any(f'"{m}"'.encode() in body for m in f.delay_only)):
             threading.Event().wait(f.delay_s)
         hit = bool(f.status or f.drop or f.corrupt) and self._hit()
         if hit and f.drop:
