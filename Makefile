@@ -9,7 +9,7 @@ STAMPS := .stamps
 
 .PHONY: install run test devnet proto contracts bench lint clean
 
-install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/proto
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
 $(STAMPS)/python: pyproject.toml
 	@mkdir -p $(STAMPS)
@@ -20,6 +20,13 @@ $(STAMPS)/python: pyproject.toml
 $(STAMPS)/npm: package.json package-lock.json
 	@mkdir -p $(STAMPS)
 	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# clients/typescript has its own package.json and lock (the TypeScript client,
+# its tests, and the Node gRPC packages tests/js uses).
+$(STAMPS)/npm-ts: clients/typescript/package.json clients/typescript/package-lock.json
+	@mkdir -p $(STAMPS)
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(STAMPS)/proto: $(STAMPS)/python $(shell find proto -name '*.proto') proto/generate.py
