@@ -4,6 +4,7 @@
     chainsync serve    the gRPC JobService on 127.0.0.1:50051
     chainsync bridge   the REST bridge on 127.0.0.1:8080
     chainsync up       all three in the foreground (what `make run` runs)
+    chainsync sync     start a sync job (--watch: live progress); chainsync jobs list|show|cancel|delete|result
 
 Settings come from flags, then CHAINSYNC_* environment variables, then defaults.
 """
@@ -152,10 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         common(p)
         p.set_defaults(func=func)
+    # The client commands have their own parser (clients/python/chainsync_client/cli.py); main() hands them over.
+    sub.add_parser("sync", help="start a sync job and follow its progress (chainsync sync --help)", add_help=False)
+    sub.add_parser("jobs", help="list, show, cancel, delete jobs, fetch results (chainsync jobs --help)",
+                   add_help=False)
     return parser
 
 
+CLIENT_COMMANDS = ("sync", "jobs")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in CLIENT_COMMANDS:
+        from chainsync_client.cli import main as client_main
+
+        return client_main(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
