@@ -81,6 +81,8 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process.returncode == 0 and self.log_path.is_file() and self.log_path.stat().st_size == 0:
+            self.log_path.unlink()  # nothing to keep
         return self.process.returncode
 
 

@@ -185,6 +185,12 @@ class RunningDevnet:
     def url(self) -> str:
         return self.anvil.url
 
+    @property
+    def historical_state_from(self) -> int:
+        """The oldest block eth_call works at: anvil loaded only the last block states."""
+        kept = SCALES[self.scale].build_history
+        return max(0, self.expected.head_block - kept + 1) if kept else self.expected.head_block
+
 
 def start_devnet(workdir: Path = DEFAULT_WORKDIR, scale: str = "demo", port: int | None = None, *,
                  host: str = "127.0.0.1", detach: bool = False, log=print) -> RunningDevnet:  # fmt: skip

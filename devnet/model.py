@@ -501,8 +501,9 @@ class Expected:
 
     scale: str
     chain_id: int
+    first_block: int  # the scenario's first block (after the deployment)
     head_block: int
-    genesis_timestamp: int
+    genesis_timestamp: int  # block n was mined at genesis_timestamp + block_interval * n
     block_interval: int
     owner: str
     admins: list[str]
@@ -529,6 +530,7 @@ class Expected:
         doc = {
             "scale": self.scale,
             "chainId": self.chain_id,
+            "firstBlock": str(self.first_block),
             "headBlock": str(self.head_block),
             "genesisTimestamp": str(self.genesis_timestamp),
             "blockInterval": self.block_interval,
@@ -562,6 +564,7 @@ class Expected:
         return cls(
             scale=doc["scale"],
             chain_id=doc["chainId"],
+            first_block=int(doc["firstBlock"]),
             head_block=int(doc["headBlock"]),
             genesis_timestamp=int(doc["genesisTimestamp"]),
             block_interval=doc["blockInterval"],

@@ -67,7 +67,7 @@ SCALES = {
         "bench",
         seed=50_000,
         phases=(
-            Phase(creates_each=1, other_calls=500, txs_per_block=(1, 3), blocks=49_700),
+            Phase(creates_each=1, other_calls=500, txs_per_block=(1, 3), blocks=49_900),
             Phase(creates_each=1_300, other_calls=18_500, txs_per_block=(120, 160), blocks=150),
         ),
         quiet_blocks=2,
@@ -81,6 +81,7 @@ SCALES = {
 @dataclass
 class PlannedBlock:
     number: int
+    timestamp: int
     txs: list[Applied] = field(default_factory=list)
 
 
@@ -118,7 +119,7 @@ class _Planner:
         self.platform = Platform(self.owner)
         self.genesis_ts = genesis_ts
         self.interval = interval
-        self.block = PlannedBlock(start_block)
+        self.block = PlannedBlock(start_block, self.timestamp(start_block))
         self.block_gas = 0
         self.blocks: list[PlannedBlock] = []
 
@@ -140,7 +141,7 @@ class _Planner:
         """End the current block and start the next one `gap` empty blocks later."""
         if self.block.txs:
             self.blocks.append(self.block)
-        self.block = PlannedBlock(self.block.number + 1 + gap)
+        self.block = PlannedBlock(self.block.number + 1 + gap, self.timestamp(self.block.number + 1 + gap))
         self.block_gas = 0
 
     # --- picking ---
@@ -323,6 +324,8 @@ def _run_phase(p: _Planner, phase: Phase, total_calls: int, calls_before: int) -
         calls_left = sum(creates_left.values()) + others_left
         rounds_left = max(1.0, calls_left / ((low + high) / 2))
         p.close_block(p.gap(max(0.0, (end_block - p.block.number) / rounds_left - 1)))
+    if p.block.number < end_block:  # the phase spans its blocks even when its calls ran out early
+        p.close_block(end_block - p.block.number - 1)
 
 
 def build_scenario(
@@ -363,3 +366,15 @@ def gas_for(tx: Tx) -> int:
 
 def is_silent(tx: Tx) -> bool:
     return (tx.contract, tx.function) in SILENT
+
+
+def platform_at(scenario: Scenario, block: int) -> Platform:
+    """The model as of the end of `block`: the scenario's calls up to that block, replayed."""
+    platform = Platform(scenario.platform.owner)
+    for planned in scenario.blocks:
+        if planned.number > block:
+            break
+        for applied in planned.txs:
+            platform.apply(applied.tx, planned.number, planned.timestamp)
+    return platform
+

@@ -142,6 +142,7 @@ def _expected(scenario: Scenario, chain_id: int, base_ts: int) -> Expected:
     return Expected(
         scale=scenario.scale,
         chain_id=chain_id,
+        first_block=scenario.start_block,
         head_block=scenario.head,
         genesis_timestamp=base_ts,
         block_interval=BLOCK_INTERVAL_S,
@@ -159,6 +160,20 @@ def _expected(scenario: Scenario, chain_id: int, base_ts: int) -> Expected:
             "events": sum(a.events for a in txs),
             "silentChanges": sum(1 for a in txs if is_silent(a.tx)),
             "busyBlocks": len(scenario.blocks),
-            "firstBlock": scenario.start_block,
         },
+    )
+
+
+def rebuild_scenario(expected: Expected, accounts: list[str]) -> Scenario:
+    """The scenario that produced `expected`, planned again (it is deterministic).
+
+    accounts: the node's eth_accounts, EIP-55. With platform_at() it gives the
+    model's state at any block, e.g. to check getters at a past block.
+    """
+    return build_scenario(
+        expected.scale,
+        accounts,
+        start_block=expected.first_block,
+        genesis_ts=expected.genesis_timestamp,
+        interval=expected.block_interval,
     )
