@@ -564,6 +564,9 @@ export class ChainsyncClient {
           const error = await this.errorOf(response);
           if (!(reconnect && isTransient(error))) throw error;
           failure = error;
+        } else if (response.status === 204) {
+          // The job has ended and its last event was already seen (lastEventId): nothing more will come.
+          return lastJob ?? (await this.getStatus(jobId, { signal }));
         } else if (!(response.headers.get('content-type') ?? '').includes('text/event-stream') || !response.body) {
           await response.body?.cancel().catch(() => undefined);
           throw new ChainsyncError(`GET ${jobPath('events', jobId)} did not answer with an event stream`, {

@@ -43,7 +43,8 @@ export class SseParser {
   }
 
   feed(chunk: string): void {
-    if (this.first && chunk.length > 0) {
+    if (chunk.length === 0) return; // keeps a pending CR pending
+    if (this.first) {
       this.first = false;
       if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
     }

@@ -131,7 +131,12 @@ export function useBlockchainSync(options: UseBlockchainSyncOptions = {}): UseBl
         let final: Job | undefined;
         if (transport !== 'poll') {
           try {
-            final = await client.watch(id, (event) => update(fromJob(event.job)), { signal });
+            // Two quick reconnects at most: past that, polling (which retries with backoff) takes over.
+            final = await client.watch(id, (event) => update(fromJob(event.job)), {
+              signal,
+              maxReconnects: 2,
+              retryMs: 250,
+            });
           } catch (err) {
             if (signal.aborted || transport === 'sse') throw err;
             // no event stream (an older bridge, a proxy that buffers): poll instead

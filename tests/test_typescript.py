@@ -1,0 +1,106 @@
+"""The TypeScript client, its React hook, and Node speaking our proto, against the real stack.
+
+Each test runs one JS/TS suite as a subprocess (bounded in time) with the
+addresses of real processes in environment variables, and fails with the
+suite's whole output:
+
+- ``tsc --noEmit`` type-checks clients/typescript (sources, tests, examples);
+- ``vitest run`` in clients/typescript: the client's happy and failure paths
+  against the bridge, SSE parsing and resume, the React hook in jsdom, and the
+  examples of docs/typescript-client.md;
+- ``node --test tests/js/grpc-watch.test.mjs``: @grpc/grpc-js loads
+  proto/chainsync/v1/jobs.proto as published and runs jobs over gRPC;
+- ``node --test tests/js/spec-example.test.mjs``: the spec's JavaScript
+  polling example completes.
+
+The ``stack`` fixture is the session's server and bridge; ``slow_stack`` is a
+second server (reading the devnet through a delaying proxy, so that a full
+sync takes seconds) with its own bridge, for cancel, abort, timeout, resume
+and unmount tests. Every process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.processes import REPO, Service, rest_bridge
+from tests.stack import slow_server
+
+TS_DIR = REPO / "clients" / "typescript"
+JS_DIR = REPO / "tests" / "js"
+BIN = TS_DIR / "node_modules" / ".bin"
+
+
+def node() -> str:
+    path = shutil.which("node")
+    assert path, "node is not on PATH (Node 20 is needed for the TypeScript and Node tests)"
+    return path
+
+
+def require_npm_install() -> None:
+    assert (BIN / "vitest").exists(), (
+        f"{TS_DIR}/node_modules is missing: run `make install` (it runs `npm ci` in clients/typescript)"
+    )
+
+
+def run_suite(args: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> str:
+    """Runs one suite; asserts exit code 0 and shows its output otherwise. Returns the output."""
+    require_npm_install()
+    t0 = time.monotonic()
+    try:
+        done = subprocess.run(
+            args, cwd=cwd, env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0", "CI": "true", **env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as err:  # subprocess.run kills the child
+        out = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        pytest.fail(f"{' '.join(args)} did not finish within {timeout_s} s:\n{out}")
+    took = time.monotonic() - t0
+    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode} after {took:.1f} s:\n{done.stdout}"
+    print(f"{' '.join(args)}: {took:.1f} s\n{done.stdout[-3000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def slow_stack(devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
+    """A server whose full sync takes several seconds, and a bridge in front of it."""
+    db = tmp_path_factory.mktemp("slow-stack") / "jobs.sqlite3"
+    with slow_server(devnet, db, CHAINSYNC_WORKERS="4") as server, rest_bridge(server.addr) as bridge:
+        yield server, bridge
+
+
+@pytest.fixture(scope="module")
+def suite_env(stack, slow_stack) -> dict[str, str]:
+    slow_server_, slow_bridge = slow_stack
+    return {
+        "CHAINSYNC_TEST_BRIDGE_URL": stack.bridge.url,
+        "CHAINSYNC_TEST_GRPC_ADDR": stack.server.addr,
+        "CHAINSYNC_TEST_SLOW_BRIDGE_URL": slow_bridge.url,
+        "CHAINSYNC_TEST_SLOW_GRPC_ADDR": slow_server_.addr,
+    }
+
+
+def test_typescript_client_typechecks() -> None:
+    run_suite([str(BIN / "tsc"), "--noEmit", "-p", "tsconfig.json"], TS_DIR, {}, timeout_s=180)
+
+
+def test_typescript_client_and_hook_against_the_bridge(suite_env: dict[str, str]) -> None:
+    out = run_suite([str(BIN / "vitest"), "run"], TS_DIR, suite_env, timeout_s=420)
+    assert " failed" not in out.split("Test Files")[-1], out
+
+
+def test_node_grpc_client_loads_the_published_proto_and_watches_a_job(suite_env: dict[str, str]) -> None:
+    run_suite([node(), "--test", "--test-reporter=spec", str(JS_DIR / "grpc-watch.test.mjs")], REPO, suite_env,
+              timeout_s=240)
+
+
+def test_the_spec_javascript_polling_example_completes(suite_env: dict[str, str]) -> None:
+    run_suite([node(), "--test", "--test-reporter=spec", str(JS_DIR / "spec-example.test.mjs")], REPO, suite_env,
+              timeout_s=180)
