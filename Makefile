@@ -49,7 +49,7 @@ test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: install
-	@echo "make bench: not yet (the sync engine issue adds it)"
+	$(BIN)/python bench/bench.py
 
 lint: install
 	$(BIN)/ruff check server rest_bridge devnet clients tests proto bench

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def load_deployment(path: str | Path) -> Deployment:
             "DEPLOYMENT_NOT_FOUND",
             f"no deployment file at {path}; run `chainsync devnet` or set CHAINSYNC_DEPLOYMENT",
         ) from None
-    addresses = {k: to_checksum_address(v) for k, v in raw.items() if isinstance(v, str) and v.startswith("0x")}
+    addresses = {k: checksum(v) for k, v in raw.items() if isinstance(v, str) and v.startswith("0x")}
     missing = [name for name in ("Proposals", "Petitions", "Reports") if name not in addresses]
     if missing:
         raise ChainsyncError(
@@ -74,12 +75,73 @@ def _signature(item: dict[str, Any]) -> str:
     return f"{item['name']}({','.join(_canonical_type(p) for p in item['inputs'])})"
 
 
+@lru_cache(maxsize=65_536)
+def checksum(address: str) -> str:
+    """EIP-55 form; cached, since a chain's records name the same few creators again and again."""
+    return to_checksum_address(address)
+
+
 def _to_json_value(abi_type: str) -> Callable[[Any], Any]:
     if abi_type.startswith(("uint", "int")):
         return str
     if abi_type == "address":
-        return to_checksum_address
+        return checksum
     return lambda v: v
+
+
+_WORD = 32
+
+
+def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
+    """A decoder for one head word of a flat tuple, or None when eth_abi must do it."""
+    if abi_type == "string":
+        def string(data: bytes, at: int) -> str:
+            offset = int.from_bytes(data[at : at + _WORD], "big")
+            length = int.from_bytes(data[offset : offset + _WORD], "big")
+            raw = data[offset + _WORD : offset + _WORD + length]
+            if len(raw) != length:
+                raise ValueError("string runs past the end of the return data")
+            return raw.decode("utf-8")
+        return string
+    if abi_type == "bool":
+        def boolean(data: bytes, at: int) -> bool:
+            value = int.from_bytes(data[at : at + _WORD], "big")
+            if value > 1:
+                raise ValueError(f"bool word holds {value}")
+            return value == 1
+        return boolean
+    if abi_type == "address":
+        def address(data: bytes, at: int) -> str:
+            word = data[at : at + _WORD]
+            if word[:12] != bytes(12):
+                raise ValueError("address word has non-zero padding")
+            return "0x" + word[12:].hex()
+        return address
+    if abi_type.startswith("uint"):
+        bits = int(abi_type[4:] or 256)
+        def uint(data: bytes, at: int) -> int:
+            value = int.from_bytes(data[at : at + _WORD], "big")
+            if value >> bits:
+                raise ValueError(f"{abi_type} word out of range")
+            return value
+        return uint
+    return None
+
+
+def make_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple[Any, ...]]:
+    """Decodes return data of these types: a lean path for flat tuples of strings, uints,
+    addresses and bools (the platform's getters), eth_abi for anything else. Built once per getter."""
+    words = [_word_decoder(t) for t in types]
+    if any(w is None for w in words):
+        return lambda data: abi_decode(types, data)
+    head = _WORD * len(types)
+
+    def decode(data: bytes) -> tuple[Any, ...]:
+        if len(data) < head:
+            raise ValueError(f"return data is {len(data)} bytes, shorter than its {head}-byte head")
+        return tuple(word(data, n * _WORD) for n, word in enumerate(words))
+
+    return decode
 
 
 @dataclass(frozen=True)
@@ -97,6 +159,7 @@ class EntityKind:
     counter_selector: bytes
     output_names: tuple[str, ...]
     output_types: tuple[str, ...]
+    decode: Callable[[bytes], tuple[Any, ...]]
 
     @property
     def created_topic(self) -> str:
@@ -117,7 +180,7 @@ class EntityKind:
                 "EMPTY_GETTER_RESPONSE",
                 f"{self.contract}.{self.getter}({entity_id}) returned no data: is the deployment file for this chain?",
             )
-        values = abi_decode(self.output_types, bytes.fromhex(raw_hex[2:]))
+        values = self.decode(bytes.fromhex(raw_hex[2:]))
         record: dict[str, Any] = {"id": str(entity_id)}
         for name, abi_type, value in zip(self.output_names, self.output_types, values):
             record[name] = _to_json_value(abi_type)(value)
@@ -152,6 +215,7 @@ def build_kind(name: str, contract: str, created_event: str, counter: str, gette
         counter_selector=function_signature_to_4byte_selector(f"{counter}()"),
         output_names=tuple(o["name"] for o in getter_item["outputs"]),
         output_types=tuple(_canonical_type(o) for o in getter_item["outputs"]),
+        decode=make_decoder(tuple(_canonical_type(o) for o in getter_item["outputs"])),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -171,6 +172,7 @@ class SyncEngine:
         self.kinds = kinds
         self.options = options
         self._silent = options.silent_changes
+        self._trace_size = options.log_chunk_max  # trace_filter range, shrunk to what the node accepts
 
     # -- chain facts --------------------------------------------------------
 
@@ -250,40 +252,64 @@ class SyncEngine:
 
     def scan_logs(self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback,
                   journal: SyncJournal) -> None:
-        """Finds the entities the range's events and calls name, chunk by chunk, saving each chunk."""
+        """Finds the entities the range's events and calls name, chunk by chunk, saving each chunk.
+
+        The next chunk is fetched (in one helper thread) while this one is decoded and saved,
+        so the node and the decoding work at the same time.
+        """
         by_address = {self.deployment.addresses[self.kinds[k].contract].lower(): self.kinds[k] for k in kind_names}
+        addresses = list(by_address)
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
         state = {"size": int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks)), "streak": 0,
                  "max": self.options.log_chunk_max}
+
+        def fetch(start: int) -> tuple[int, list[dict[str, Any]], str]:
+            stop, logs = self._logs_adaptive(start, rng.to_block, addresses, state, stats)
+            return stop, logs, self.block_hash(stop)
+
         start = scanned_to + 1
-        while start <= rng.to_block:
-            stop, logs = self._logs_adaptive(start, rng.to_block, list(by_address), state, stats)
-            touches: list[Touch] = []
-            for log in logs:
-                kind = by_address.get(log["address"].lower())
-                topics = log["topics"]
-                if kind is None or log.get("removed") or not topics or topics[0] not in kind.topics:
-                    continue
-                block, log_index = int(log["blockNumber"], 16), int(log["logIndex"], 16)
-                created = None
-                if topics[0] == kind.created_topic:
-                    created = {"blockNumber": str(block), "transactionHash": log["transactionHash"],
-                               "logIndex": log_index}
-                touches.append(Touch(kind.name, int(topics[1], 16), block, log_index, created))
-                stats.events_found += 1
-            touches += self.silent_touches(start, stop, by_address)
-            hashes = dict(journal.checkpoint.get("hashes", {}))
-            hashes[str(stop)] = self.block_hash(stop)
-            journal.checkpoint.update(
-                scannedTo=stop, chunk=state["size"],
-                hashes=dict(sorted(hashes.items(), key=lambda kv: int(kv[0]))[-self.options.keep_hashes:]),
-            )
-            journal.save_scan(touches)
-            stats.blocks_done += stop - start + 1
-            progress(stats, f"Scanned blocks {rng.from_block}..{stop} of ..{rng.to_block}")
-            start = stop + 1
+        if start > rng.to_block:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
+            pending = prefetch.submit(fetch, start)
+            while pending is not None:
+                stop, logs, stop_hash = pending.result()
+                pending = prefetch.submit(fetch, stop + 1) if stop < rng.to_block else None
+                try:
+                    touches = self._log_touches(logs, by_address, stats)
+                    touches += self.silent_touches(start, stop, by_address)
+                    hashes = dict(journal.checkpoint.get("hashes", {}))
+                    hashes[str(stop)] = stop_hash
+                    journal.checkpoint.update(
+                        scannedTo=stop, chunk=state["size"],
+                        hashes=dict(sorted(hashes.items(), key=lambda kv: int(kv[0]))[-self.options.keep_hashes:]),
+                    )
+                    journal.save_scan(touches)
+                    stats.blocks_done += stop - start + 1
+                    progress(stats, f"Scanned blocks {rng.from_block}..{stop} of ..{rng.to_block}")
+                except BaseException:
+                    if pending is not None:
+                        pending.cancel()
+                    raise
+                start = stop + 1
+
+    @staticmethod
+    def _log_touches(logs: list[dict[str, Any]], by_address: dict[str, EntityKind], stats: SyncStats) -> list[Touch]:
+        touches: list[Touch] = []
+        for log in logs:
+            kind = by_address.get(log["address"].lower())
+            topics = log["topics"]
+            if kind is None or log.get("removed") or not topics or topics[0] not in kind.topics:
+                continue
+            block, log_index = int(log["blockNumber"], 16), int(log["logIndex"], 16)
+            created = None
+            if topics[0] == kind.created_topic:
+                created = {"blockNumber": str(block), "transactionHash": log["transactionHash"], "logIndex": log_index}
+            touches.append(Touch(kind.name, int(topics[1], 16), block, log_index, created))
+            stats.events_found += 1
+        return touches
 
     # -- event-less changes ---------------------------------------------------
 
@@ -308,11 +334,27 @@ class SyncEngine:
             return None
         return Touch(kind.name, int(data[10:74], 16), block)
 
+    def _traces(self, start: int, stop: int, addresses: list[str]) -> list[dict[str, Any]]:
+        """trace_filter over start..stop, split into the ranges the node accepts."""
+        traces: list[dict[str, Any]] = []
+        while start <= stop:
+            end = min(stop, start + self._trace_size - 1)
+            try:
+                traces += self.rpc.call("trace_filter", [{"fromBlock": hex(start), "toBlock": hex(end),
+                                                          "toAddress": addresses}]) or []
+            except RpcError as err:
+                limit = range_limit(err)
+                asked = end - start + 1
+                if limit is None or asked == 1:
+                    raise
+                self._trace_size = min(asked // 2, limit.suggested_blocks or asked) or 1
+                continue
+            start = end + 1
+        return traces
+
     def _touches_from_traces(self, start: int, stop: int, by_address) -> list[Touch]:
-        traces = self.rpc.call("trace_filter", [{"fromBlock": hex(start), "toBlock": hex(stop),
-                                                 "toAddress": list(by_address)}])
         candidates: dict[str, list[Touch]] = {}
-        for trace in traces or []:
+        for trace in self._traces(start, stop, list(by_address)):
             action = trace.get("action", {})
             if trace.get("type") != "call" or trace.get("error") or action.get("callType") not in ("call", None):
                 continue
@@ -352,17 +394,30 @@ class SyncEngine:
                       stats: SyncStats, progress: ProgressCallback, journal: SyncJournal) -> None:
         """Reads each entity's getter at ``block`` in batches, saving each page of records."""
         address = self.deployment.addresses[kind.contract]
-        for start in range(0, len(ids), GETTER_PAGE):
-            page = ids[start : start + GETTER_PAGE]
-            answers = self.rpc.batch([kind.getter_call(address, i, block) for i in page])
-            records = []
-            for entity_id, raw in zip(page, answers):
-                record = kind.decode_record(entity_id, raw)
-                record["created"] = created.get(entity_id)
-                records.append(record)
-            journal.save_records(kind.name, records)
-            stats.records_done += len(page)
-            progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
+        pages = [ids[start : start + GETTER_PAGE] for start in range(0, len(ids), GETTER_PAGE)]
+
+        def fetch(page: list[int]) -> list[Any]:
+            return self.rpc.batch([kind.getter_call(address, i, block) for i in page])
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
+            answers_of = [prefetch.submit(fetch, pages[0])] if pages else []
+            for n, page in enumerate(pages):
+                answers = answers_of[n].result()
+                if n + 1 < len(pages):  # the node answers the next page while this one is decoded
+                    answers_of.append(prefetch.submit(fetch, pages[n + 1]))
+                self._save_page(kind, page, answers, created, journal)
+                stats.records_done += len(page)
+                progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
+
+    @staticmethod
+    def _save_page(kind: EntityKind, page: list[int], answers: list[Any], created: dict[int, Any],
+                   journal: SyncJournal) -> None:
+        records = []
+        for entity_id, raw in zip(page, answers):
+            record = kind.decode_record(entity_id, raw)
+            record["created"] = created.get(entity_id)
+            records.append(record)
+        journal.save_records(kind.name, records)
 
     def read_all(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats,
                  progress: ProgressCallback, journal: SyncJournal) -> dict[str, int]:
