@@ -35,6 +35,7 @@ class Phase:
     other_calls: int  # votes, signatures, status changes, removals...
     txs_per_block: tuple[int, int]  # range of calls in a busy block
     blocks: int  # about how many blocks the phase spans (busy and empty)
+    removals: bool = True  # False: nothing is removed (keeps a phase's few entities alive)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ SCALES = {
         "bench",
         seed=50_000,
         phases=(
-            Phase(creates_each=1, other_calls=500, txs_per_block=(1, 3), blocks=49_900),
+            Phase(creates_each=1, other_calls=500, txs_per_block=(1, 3), blocks=49_900, removals=False),
             Phase(creates_each=1_300, other_calls=18_500, txs_per_block=(120, 160), blocks=150),
         ),
         quiet_blocks=2,
@@ -205,7 +206,13 @@ class _Planner:
         return Tx(rng.choice([*self.users, *self.admins, self.temp_user]), "Reports", "createReport", args)
 
     # --- everything else ---
-    def other(self) -> Tx | None:
+    def other(self, removals: bool = True) -> Tx | None:
+        tx = self._other()
+        if tx is not None and not removals and tx.function.startswith("remove") and tx.function != "removeVote":
+            return None
+        return tx
+
+    def _other(self) -> Tx | None:
         rng = self.rng
         kind = rng.choices(["proposals", "petitions", "reports"], weights=[10, 6, 9])[0]
         entity_id = self.pick_id(kind)
@@ -295,7 +302,7 @@ def _run_phase(p: _Planner, phase: Phase, total_calls: int, calls_before: int) -
     others_left = phase.other_calls
     end_block = p.block.number + phase.blocks
     low, high = phase.txs_per_block
-    round_no = 0
+    round_no = idle_rounds = 0
     while sum(creates_left.values()) + others_left > 0:
         round_no += 1
         calls_left = sum(creates_left.values()) + others_left
@@ -316,10 +323,16 @@ def _run_phase(p: _Planner, phase: Phase, total_calls: int, calls_before: int) -
                     creates_left[kind] -= 1
                 continue
             for _attempt in range(10):
-                tx = p.other()
+                tx = p.other(phase.removals)
                 if tx and p.try_call(tx):
+                    others_left -= 1
                     break
-            others_left -= 1  # done, or nothing fitted: the slot is used up either way
+        if not p.block.txs:
+            idle_rounds += 1
+            if idle_rounds > 100:  # nothing the model accepts any more: end the phase
+                break
+        else:
+            idle_rounds = 0
         # Space the remaining rounds evenly over the blocks the phase has left.
         calls_left = sum(creates_left.values()) + others_left
         rounds_left = max(1.0, calls_left / ((low + high) / 2))
