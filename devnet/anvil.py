@@ -65,7 +65,7 @@ class Anvil:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         return self
 
     def __exit__(self, *exc: object) -> None:

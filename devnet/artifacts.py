@@ -8,7 +8,7 @@ artifact's ABI. The server reads its ABIs through ``load_abi`` too.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,7 +20,7 @@ ARTIFACTS_DIR = REPO / "contracts" / "artifacts"
 CONTRACT_NAMES = ("AuthRegistry", "Proposals", "Petitions", "Reports")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> str:
     path = ARTIFACTS_DIR / f"{name}.json"
     try:
@@ -44,7 +44,7 @@ def canonical_type(param: dict[str, Any]) -> str:
     """The ABI type as it appears in a signature (tuples spelled out)."""
     if param["type"].startswith("tuple"):
         inner = ",".join(canonical_type(c) for c in param["components"])
-        return f"({inner}){param['type'][len('tuple'):]}"
+        return f"({inner}){param['type'][len('tuple') :]}"
     return param["type"]
 
 

@@ -135,9 +135,7 @@ def build_chain(workdir: Path, scale: str, *, log=print) -> dict[str, Any]:
         expected = seed(anvil.url, deployment, scale)
         seeded = time.monotonic()
     if anvil.process.returncode != 0 or not partial.is_file():
-        raise AnvilError(
-            f"anvil did not save its state (exit code {anvil.process.returncode}); see {anvil.log_path}"
-        )
+        raise AnvilError(f"anvil did not save its state (exit code {anvil.process.returncode}); see {anvil.log_path}")
     write_deployment(deployment, saved.deployment)
     expected.write(saved.expected)
     partial.replace(saved.state)  # the state file last: it marks the chain as complete
@@ -206,11 +204,15 @@ def start_devnet(workdir: Path = DEFAULT_WORKDIR, scale: str = "demo", port: int
         history=SCALES[scale].serve_history,
         detach=detach,
     )
-    return RunningDevnet(anvil, scale, load_deployment(saved.deployment), saved.deployment, load_expected(saved.expected))
+    return RunningDevnet(
+        anvil, scale, load_deployment(saved.deployment), saved.deployment, load_expected(saved.expected)
+    )
 
 
 @contextmanager
-def open_devnet(workdir: Path = DEFAULT_WORKDIR, scale: str = "demo", port: int | None = None) -> Iterator[RunningDevnet]:
+def open_devnet(
+    workdir: Path = DEFAULT_WORKDIR, scale: str = "demo", port: int | None = None
+) -> Iterator[RunningDevnet]:
     """A devnet from the saved `scale` chain for the block's duration (free port unless given).
 
     Nothing it does is saved: the next one starts from the same chain.

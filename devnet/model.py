@@ -545,7 +545,7 @@ class Expected:
         return json.dumps(doc, indent=1, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Expected":
+    def from_json(cls, text: str) -> Expected:
         doc = json.loads(text)
 
         def decode(record: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class Rpc:
     def __post_init__(self) -> None:
         self._client = httpx.Client(timeout=self.timeout_s)
 
-    def __enter__(self) -> "Rpc":
+    def __enter__(self) -> Rpc:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -48,9 +48,7 @@ class Rpc:
         self._client.close()
 
     def _post(self, body: Any) -> Any:
-        response = self._client.post(
-            self.url, content=orjson.dumps(body), headers={"content-type": "application/json"}
-        )
+        response = self._client.post(self.url, content=orjson.dumps(body), headers={"content-type": "application/json"})
         response.raise_for_status()
         return orjson.loads(response.content)
 

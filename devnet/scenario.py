@@ -318,7 +318,9 @@ def _run_phase(p: _Planner, phase: Phase, total_calls: int, calls_before: int) -
             creates = sum(creates_left.values())
             missing = [k for k, n in creates_left.items() if n and p.platform.count(k) == 0]
             if missing or (creates and p.rng.random() < creates / (creates + others_left)):
-                kind = missing[0] if missing else p.rng.choices(list(creates_left), weights=list(creates_left.values()))[0]
+                kind = (
+                    missing[0] if missing else p.rng.choices(list(creates_left), weights=list(creates_left.values()))[0]
+                )
                 if p.try_call(p.create(kind)):
                     creates_left[kind] -= 1
                 continue
@@ -341,9 +343,7 @@ def _run_phase(p: _Planner, phase: Phase, total_calls: int, calls_before: int) -
         p.close_block(end_block - p.block.number - 1)
 
 
-def build_scenario(
-    scale: str, accounts: list[str], *, start_block: int, genesis_ts: int, interval: int
-) -> Scenario:
+def build_scenario(scale: str, accounts: list[str], *, start_block: int, genesis_ts: int, interval: int) -> Scenario:
     """The scenario for `scale` ("demo" or "bench") starting at block `start_block`.
 
     accounts: at least 30 unlocked accounts (account 0 deployed the contracts).
@@ -390,4 +390,3 @@ def platform_at(scenario: Scenario, block: int) -> Platform:
         for applied in planned.txs:
             platform.apply(applied.tx, planned.number, planned.timestamp)
     return platform
-

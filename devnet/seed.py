@@ -47,9 +47,7 @@ def seed(rpc_url: str, deployment: dict[str, Any], scale: str = "demo") -> Expec
         head_ts = int(rpc.call("eth_getBlockByNumber", hex(head), False)["timestamp"], 16)
         rpc.call("anvil_setBlockTimestampInterval", BLOCK_INTERVAL_S)
         base_ts = head_ts - BLOCK_INTERVAL_S * head  # block n > head is mined at base_ts + interval * n
-        scenario = build_scenario(
-            scale, accounts, start_block=head + 1, genesis_ts=base_ts, interval=BLOCK_INTERVAL_S
-        )
+        scenario = build_scenario(scale, accounts, start_block=head + 1, genesis_ts=base_ts, interval=BLOCK_INTERVAL_S)
         automine = rpc.call("anvil_getAutomine")
         rpc.call("evm_setAutomine", False)
         try:
@@ -103,11 +101,15 @@ def _send(rpc: Rpc, scenario: Scenario, deployment: dict[str, Any], head: int) -
 def _check_receipts(rpc: Rpc, scenario: Scenario, deployment: dict[str, Any], hashes: list[str]) -> None:
     """Each transaction succeeded where planned, with as many logs as the model says; record
     transaction hashes and the creating events' log indexes in the model."""
-    planned = [(block.number, position, applied) for block in scenario.blocks for position, applied in enumerate(block.txs)]
+    planned = [
+        (block.number, position, applied) for block in scenario.blocks for position, applied in enumerate(block.txs)
+    ]
     for start in range(0, len(hashes), RECEIPT_BATCH):
         chunk = hashes[start : start + RECEIPT_BATCH]
         receipts = rpc.batch([("eth_getTransactionReceipt", (h,)) for h in chunk])
-        for tx_hash, receipt, (number, position, applied) in zip(chunk, receipts, planned[start : start + RECEIPT_BATCH]):
+        for tx_hash, receipt, (number, position, applied) in zip(
+            chunk, receipts, planned[start : start + RECEIPT_BATCH]
+        ):
             tx = applied.tx
             where = f"{tx.contract}.{tx.function}{tx.args!r} from {tx.sender} ({tx_hash})"
             if receipt is None:

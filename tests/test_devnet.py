@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -61,7 +60,9 @@ def getter_fields(record: dict, kind: str) -> dict:
 
 def count_at(rpc: Rpc, deployment: dict, kind: str, block: str = "latest") -> int:
     contract = GETTERS[kind][0]
-    return int(rpc.call("eth_call", {"to": deployment[contract], "data": encode_call(contract, COUNTERS[kind], ())}, block), 16)
+    return int(
+        rpc.call("eth_call", {"to": deployment[contract], "data": encode_call(contract, COUNTERS[kind], ())}, block), 16
+    )
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,9 @@ def test_the_seed_covers_the_edge_cases(devnet) -> None:
     assert any(p["descriptionInDetailsCid"] == "" for p in proposals)
     assert any(len(p["descriptionInDetailsCid"].encode()) > 256 for p in proposals)
     assert any(not p["titleCid"].isascii() for p in proposals)
-    functions = {(kind, c["function"]) for kind in GETTERS for r in e.entities(kind).values() for c in r["changedBlocks"]}
+    functions = {
+        (kind, c["function"]) for kind in GETTERS for r in e.entities(kind).values() for c in r["changedBlocks"]
+    }
     for contract, function in SILENT:
         assert (KINDS[contract], function) in functions
 
@@ -149,7 +152,9 @@ def test_event_less_mutators_emit_no_logs_and_the_others_do(devnet, rpc) -> None
 
 
 def _zero_args(function: dict) -> tuple:
-    return tuple({"string": "", "bool": False, "address": "0x" + "00" * 20}.get(p["type"], 0) for p in function["inputs"])
+    return tuple(
+        {"string": "", "bool": False, "address": "0x" + "00" * 20}.get(p["type"], 0) for p in function["inputs"]
+    )
 
 
 def test_logs_over_the_whole_chain_match_the_creation_provenance(devnet, rpc) -> None:
