@@ -92,27 +92,34 @@ def _to_json_value(abi_type: str) -> Callable[[Any], Any]:
 _WORD = 32
 
 
+def _word(data: bytes, at: int) -> bytes:
+    word = data[at : at + _WORD]
+    if len(word) != _WORD:
+        raise ValueError(f"return data ends inside the word at byte {at}")
+    return word
+
+
 def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
     """A decoder for one head word of a flat tuple, or None when eth_abi must do it."""
     if abi_type == "string":
         def string(data: bytes, at: int) -> str:
-            offset = int.from_bytes(data[at : at + _WORD], "big")
-            length = int.from_bytes(data[offset : offset + _WORD], "big")
-            raw = data[offset + _WORD : offset + _WORD + length]
-            if len(raw) != length:
-                raise ValueError("string runs past the end of the return data")
-            return raw.decode("utf-8")
+            offset = int.from_bytes(_word(data, at), "big")
+            length = int.from_bytes(_word(data, offset), "big")
+            padded = data[offset + _WORD : offset + _WORD + -(-length // _WORD) * _WORD]
+            if len(padded) != -(-length // _WORD) * _WORD or any(padded[length:]):
+                raise ValueError("string runs past the end of the return data or has dirty padding")
+            return padded[:length].decode("utf-8")
         return string
     if abi_type == "bool":
         def boolean(data: bytes, at: int) -> bool:
-            value = int.from_bytes(data[at : at + _WORD], "big")
+            value = int.from_bytes(_word(data, at), "big")
             if value > 1:
                 raise ValueError(f"bool word holds {value}")
             return value == 1
         return boolean
     if abi_type == "address":
         def address(data: bytes, at: int) -> str:
-            word = data[at : at + _WORD]
+            word = _word(data, at)
             if word[:12] != bytes(12):
                 raise ValueError("address word has non-zero padding")
             return "0x" + word[12:].hex()
@@ -120,7 +127,7 @@ def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
     if abi_type.startswith("uint"):
         bits = int(abi_type[4:] or 256)
         def uint(data: bytes, at: int) -> int:
-            value = int.from_bytes(data[at : at + _WORD], "big")
+            value = int.from_bytes(_word(data, at), "big")
             if value >> bits:
                 raise ValueError(f"{abi_type} word out of range")
             return value

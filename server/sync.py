@@ -155,6 +155,7 @@ class SyncOptions:
     log_chunk_blocks: int = 2_000  # first eth_getLogs range
     log_chunk_max: int = 50_000  # growth stops here
     grow_after: int = 3  # successes in a row before the range doubles
+    max_logs_per_chunk: int = 10_000  # a chunk with more logs halves the next range (bounds memory)
     silent_changes: str = "auto"  # auto | trace | blocks | off: how event-less changes are found
     reorg_retries: int = 3
     keep_hashes: int = 64  # chunk-end hashes kept in the checkpoint
@@ -234,9 +235,12 @@ class SyncEngine:
                     state["max"] = min(state["max"], smaller)
                 stats.range_splits += 1
                 continue
-            state["streak"] += 1
-            if state["streak"] >= self.options.grow_after and state["size"] < state["max"]:
-                state["size"], state["streak"] = min(state["max"], state["size"] * 2), 0
+            if len(logs) > self.options.max_logs_per_chunk:
+                state["size"], state["streak"] = max(1, state["size"] // 2), 0
+            elif len(logs) < self.options.max_logs_per_chunk // 2:
+                state["streak"] += 1
+                if state["streak"] >= self.options.grow_after and state["size"] < state["max"]:
+                    state["size"], state["streak"] = min(state["max"], state["size"] * 2), 0
             return stop, logs
 
     def _retrying(self, fetch: Callable[[], Any], attempts: int = 3) -> Any:
