@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: install run test devnet proto contracts bench lint clean
+.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench lint clean
 
 install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
@@ -39,11 +39,20 @@ proto: $(STAMPS)/proto
 contracts: $(STAMPS)/npm
 	node contracts/compile.mjs
 
+contracts-check: $(STAMPS)/npm
+	node contracts/compile.mjs --check
+
 run: install
 	$(BIN)/chainsync up
 
 devnet: install
 	$(BIN)/chainsync devnet
+
+devnet-bench: install
+	$(BIN)/chainsync devnet --scale bench --port 8546
+
+devnet-clean:
+	rm -rf .devnet
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

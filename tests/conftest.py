@@ -22,3 +22,6 @@ def devnet() -> Iterator[RunningDevnet]:
     """
     with open_devnet(DEVNET_DIR, "demo") as running:
         yield running
+
+
+pytest_plugins = ["tests.stack"]  # the `stack` fixture: a gRPC server and a REST bridge on the devnet
