@@ -108,7 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  REST bridge        {base}   (OpenAPI docs: {base}/docs)\n\n"
             "Try:\n"
             f"  curl -s -X POST {base}/api/blockchain/sync -H 'Content-Type: application/json' "
-            "-d '{\"blocksBack\": 1000, \"isFullSync\": true}'\n"
+            "-d '{\"isFullSync\": true}'\n"
             f"then open the statusUrl and resultUrl it returns under {base}.\n"
             "Ctrl-C stops all three.\n",
             flush=True,

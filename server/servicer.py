@@ -66,9 +66,10 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
             raise invalid_argument(
                 "blocksBack", f"must be between 1 and {MAX_BLOCKS_BACK:,}, got {request.blocks_back}", "INVALID_BLOCKS_BACK"
             )
-        if request.is_full_sync or explicit_range:
-            raise invalid_argument("blocksBack", "cannot be combined with isFullSync or fromBlock/toBlock")
-        body["blocksBack"] = request.blocks_back
+        if explicit_range:
+            raise invalid_argument("blocksBack", "cannot be combined with fromBlock/toBlock")
+        if not request.is_full_sync:  # with isFullSync it is ignored, as older clients send both
+            body["blocksBack"] = request.blocks_back
     if request.is_full_sync:
         if explicit_range:
             raise invalid_argument("isFullSync", "cannot be combined with fromBlock/toBlock")

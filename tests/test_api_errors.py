@@ -70,7 +70,7 @@ def error_reason(err: grpc.RpcError) -> str:
         ({"blocksBak": 100}, "blocksBak"),
         ({"timeoutSeconds": 10**9}, "timeoutSeconds"),
         ({"fromBlock": 10, "toBlock": 5}, "fromBlock"),
-        ({"blocksBack": 10, "isFullSync": True}, "blocksBack"),
+        ({"blocksBack": 10, "fromBlock": 5}, "blocksBack"),
     ],
 )
 def test_bad_start_body_is_a_400_naming_the_field(http: httpx.Client, body: dict, field: str) -> None:

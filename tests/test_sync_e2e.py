@@ -143,3 +143,13 @@ def test_result_pages_add_up_to_the_whole_result(stack) -> None:
         joined = [r for p in pages for r in getattr(p, kind)]
         assert joined == list(getattr(whole, kind))
         assert getattr(whole, f"{kind}_total") == len(joined)
+
+
+def test_old_clients_full_sync_with_blocks_back_is_a_full_sync(stack, devnet) -> None:
+    started = stack.http.post("/api/blockchain/sync", json={"blocksBack": 999999, "isFullSync": True})
+    assert started.status_code == 202, started.text
+    job_id = started.json()["jobId"]
+    wait_until(lambda: stack.http.get(f"/api/blockchain/sync/status/{job_id}").json()["job"]["status"] == "completed")
+    result = stack.http.get(f"/api/blockchain/sync/result/{job_id}").json()["result"]
+    assert result["fromBlock"] == str(min(devnet.deployment["deploymentBlocks"].values()))
+    assert len(result["reports"]) == devnet.expected.counts["reports"]
