@@ -18,12 +18,11 @@ from typing import Annotated, Any
 
 import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
-from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rest_bridge import models
@@ -46,20 +45,22 @@ CHANNEL_OPTIONS = [
 ]
 
 JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
-bearer = HTTPBearer(
-    auto_error=False,
-    description="`Authorization: Bearer <token>`, passed through to the gRPC server as metadata. "
-    "Needed when the server runs with CHAINSYNC_API_TOKEN; /healthz, /openapi.json and /docs are open.",
-)
+BEARER_SCHEME = {
+    "type": "http", "scheme": "bearer",
+    "description": "`Authorization: Bearer <token>`, passed through to the gRPC server as metadata. Needed when "
+    "the server runs with CHAINSYNC_API_TOKEN; /healthz, /openapi.json and /docs are open.",
+}
+SECURED = {"security": [{"bearer": []}]}  # openapi_extra of every JobService route
 
 
-def call_metadata(request: Request, _: Any = Security(bearer)) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata of a call: the client's Authorization header, passed through as it came."""
+def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata of a call: the client's Authorization header, passed through as it came.
+
+    Read straight from the request rather than through a FastAPI dependency: on the polling path a
+    dependency costs more than the gRPC call's own Python work.
+    """
     auth = request.headers.get("authorization")
     return (("authorization", auth),) if auth else ()
-
-
-Metadata = Annotated[tuple[tuple[str, str], ...], Depends(call_metadata)]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -192,11 +193,11 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return error_response(500, f"internal error in the REST bridge ({type(exc).__name__})", "INTERNAL")
 
     @app.post(
-        "/api/blockchain/sync", status_code=202, response_model=models.StartResponse, tags=["sync"],
+        "/api/blockchain/sync", status_code=202, response_model=models.StartResponse, tags=["sync"], openapi_extra=SECURED,
         summary="Start a sync job (returns its id at once)", responses=_errors(413, 429),
     )
     async def start_sync(
-        md: Metadata,
+        request: Request,
         body: Annotated[models.StartSyncBody, Body(...)],
         idempotency_key: Annotated[models.RequestId | None, Header(
             alias="Idempotency-Key", description="Same as `requestId`: the same key within 24 h returns the first job.",
@@ -204,8 +205,8 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
     ) -> Response:
         if idempotency_key and body.requestId and idempotency_key != body.requestId:
             raise BadRequest("Idempotency-Key", "Idempotency-Key: differs from the body's requestId")
-        request = _start_request(body, idempotency_key or body.requestId)
-        response = await stub().StartSync(request, metadata=md, timeout=UNARY_TIMEOUT_S)
+        start = _start_request(body, idempotency_key or body.requestId)
+        response = await stub().StartSync(start, metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
         return FastJSON(
             {
                 "success": True,
@@ -220,15 +221,15 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         )
 
     @app.get(
-        "/api/blockchain/sync/status/{jobId}", response_model=models.StatusResponse, tags=["sync"],
+        "/api/blockchain/sync/status/{jobId}", response_model=models.StatusResponse, tags=["sync"], openapi_extra=SECURED,
         summary="A job's status and progress", responses=_errors(404),
     )
-    async def job_status(md: Metadata, job_id: JobId) -> Response:
-        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+    async def job_status(request: Request, job_id: JobId) -> Response:
+        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
         return FastJSON({"success": True, "job": job_json(job)})
 
     @app.get(
-        "/api/blockchain/sync/result/{jobId}", response_model=models.ResultResponse, tags=["sync"],
+        "/api/blockchain/sync/result/{jobId}", response_model=models.ResultResponse, tags=["sync"], openapi_extra=SECURED,
         summary="The records of a completed job",
         description=(
             "The spec's shape by default, every record at once. With `pageSize`, at most that many records of "
@@ -244,7 +245,6 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
     )
     async def job_result(
         request: Request,
-        md: Metadata,
         job_id: JobId,
         page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=10_000,
                                                description="At most this many records of each kind.")] = None,
@@ -255,14 +255,14 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         size = page_size or (NDJSON_PAGE if streaming else 0)
         first = await stub().GetResult(
             jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=page_token or ""),
-            metadata=md, timeout=UNARY_TIMEOUT_S,
+            metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S,
         )
         if not streaming:
             return FastJSON(result_json(first))
 
         async def fetch(token: str) -> jobs_pb2.SyncResult:
             return await stub().GetResult(
-                jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=token), metadata=md,
+                jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=token), metadata=metadata_of(request),
                 timeout=UNARY_TIMEOUT_S,
             )
 
@@ -270,7 +270,7 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return StreamingResponse(body, media_type=NDJSON)
 
     @app.get(
-        "/api/blockchain/sync/events/{jobId}", tags=["sync"], response_class=EventStream, status_code=200,
+        "/api/blockchain/sync/events/{jobId}", tags=["sync"], openapi_extra=SECURED, response_class=EventStream, status_code=200,
         summary="Server-sent events of a job's progress (mirrors WatchJob)",
         description=(
             "`text/event-stream`: an `event: job` with `id: <sequence>` and the status endpoint's job object as "
@@ -287,7 +287,7 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         },
     )
     async def job_events_stream(
-        md: Metadata,
+        request: Request,
         job_id: JobId,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20,
                                                     description="Resume after this event id.")] = None,
@@ -300,32 +300,32 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
                 raise BadRequest("Last-Event-ID", "Last-Event-ID: must be an event id this stream sent")
             after = int(last_event_id)
         if not after:
-            call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=md)
+            call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata_of(request))
             first = await call.read()  # errors (unknown job, bad token) are HTTP errors, before the stream starts
             if first is grpc.aio.EOF:
                 return Response(status_code=204)
             return EventStream(job_events(call, first, sse_ping_s, grpc_target))
-        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
         if job.state in TERMINAL:
             # WatchJob after the job's last sequence would wait for an event that never comes: ask for the last one.
-            probe = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+            probe = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
             try:
                 final = await probe.read()
             finally:
                 probe.cancel()
             if final is grpc.aio.EOF or final.sequence <= after:
                 return Response(status_code=204)
-        call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=md)
+        call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=metadata_of(request))
         return EventStream(job_events(call, None, sse_ping_s, grpc_target))
 
     @app.get(
-        "/jobs", response_model=models.ListJobsResponse, tags=["jobs"], summary="Jobs, newest first",
+        "/jobs", response_model=models.ListJobsResponse, tags=["jobs"], openapi_extra=SECURED, summary="Jobs, newest first",
         description="Filter by `status` and `type`; page with `page` and `limit`, or follow `nextPageToken` "
         "(passed back as `pageToken`), which stays stable while new jobs arrive.",
         responses=_errors(),
     )
     async def list_jobs(
-        md: Metadata,
+        request: Request,
         status: Annotated[models.JobStatusName | None, Query(description="Only jobs in this state.")] = None,
         type: Annotated[models.JobTypeName | None, Query(description="Only jobs of this type.")] = None,
         page: Annotated[int | None, Query(ge=1, le=1_000_000, description="1-based page number (default 1).")] = None,
@@ -341,7 +341,7 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
                 page_token=token,
                 skip=0 if token else (number - 1) * limit,
             ),
-            metadata=md, timeout=UNARY_TIMEOUT_S,
+            metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S,
         )
         body: dict[str, Any] = {
             "success": True,
@@ -356,22 +356,22 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return FastJSON(body)
 
     @app.post(
-        "/jobs/{jobId}:cancel", response_model=models.StatusResponse, tags=["jobs"], summary="Cancel a job",
+        "/jobs/{jobId}:cancel", response_model=models.StatusResponse, tags=["jobs"], openapi_extra=SECURED, summary="Cancel a job",
         description="A running job stops within a second or two and ends `cancelled`; a pending one never starts. "
         "Answers with the job as it is now (it may still say `running` for a moment). Any body is ignored.",
         responses=_errors(404),
     )
-    async def cancel_job(md: Metadata, job_id: JobId) -> Response:
-        job = await stub().CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+    async def cancel_job(request: Request, job_id: JobId) -> Response:
+        job = await stub().CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
         return FastJSON({"success": True, "job": job_json(job)})
 
     @app.delete(
-        "/jobs/{jobId}", response_model=models.DeleteResponse, tags=["jobs"], summary="Delete a job and its result",
+        "/jobs/{jobId}", response_model=models.DeleteResponse, tags=["jobs"], openapi_extra=SECURED, summary="Delete a job and its result",
         description="A running job is cancelled first; 409 JOB_STILL_RUNNING if it has not stopped within 5 s.",
         responses=_errors(404, 409),
     )
-    async def delete_job(md: Metadata, job_id: JobId) -> Response:
-        await stub().DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=md, timeout=UNARY_TIMEOUT_S)
+    async def delete_job(request: Request, job_id: JobId) -> Response:
+        await stub().DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
         return FastJSON({"success": True, "jobId": job_id, "message": f"job {job_id} deleted"})
 
     @app.get("/healthz", response_model=models.Health, tags=["meta"], summary="The bridge is up (no auth)")
@@ -391,6 +391,7 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
                             response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
             for name in ("HTTPValidationError", "ValidationError"):
                 doc.get("components", {}).get("schemas", {}).pop(name, None)
+            doc.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER_SCHEME}
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -135,7 +135,9 @@ def test_openapi_documents_every_route_body_and_error(stack, spec: OpenApi) -> N
     assert set(spec.doc["components"]["schemas"]["StartSyncBody"]["properties"]) == {
         "blocksBack", "isFullSync", "type", "requestId", "fromBlock", "toBlock", "incremental", "confirmations",
         "timeoutSeconds"}
-    assert "HTTPBearer" in spec.doc["components"]["securitySchemes"]
+    assert spec.doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert all(op.get("security") == [{"bearer": []}] for path, ops in spec.doc["paths"].items() for op in ops.values()
+               if path != "/healthz")
     docs = stack.http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
