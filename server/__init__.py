@@ -8,8 +8,11 @@ Modules, one concern each:
 - ``contracts`` what the sync knows of the platform's contracts (ABIs, topics)
 - ``sync``      the sync engine: range rules, log scan, getter reads
 - ``store``     the job store interface and its SQLite implementation
-- ``runner``    the thread pool that claims pending jobs and runs them
+- ``runner``    the thread pool that claims jobs, leases and heartbeats
+- ``jobs``      what running one sync job means (range, engine, finish)
 - ``servicer``  the gRPC JobService (grpc.aio)
+- ``watch``     fan-out of job events to WatchJob streams
+- ``interceptors`` bearer-token auth and errors as rich gRPC statuses
 - ``serve``     wiring: builds the store, runner and gRPC server
 - ``cli``       the ``chainsync`` command
 """
