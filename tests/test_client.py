@@ -129,8 +129,8 @@ def test_typed_errors(client: Client) -> None:
         client.start_sync(blocks_back=0)
     assert err.value.field == "blocksBack" and err.value.code in ("INVALID_BLOCKS_BACK", "INVALID_ARGUMENT")
     with pytest.raises(InvalidArgument) as err:
-        client.start_sync(blocks_back=10, full=True)
-    assert err.value.field == "blocksBack"
+        client.start_sync(from_block=10, to_block=5)
+    assert err.value.field == "fromBlock" and err.value.code == "INVALID_RANGE"
     with pytest.raises(InvalidArgument) as err:
         client.status("not-a-job-id")
     assert err.value.code == "INVALID_JOB_ID" and err.value.field == "jobId"
