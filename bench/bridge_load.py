@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import random
 import statistics
 import sys
 import tempfile
@@ -50,6 +51,7 @@ async def poller(host: str, port: int, path: str, deadline: float, interval: flo
     reader, writer = await asyncio.open_connection(host, port)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
     errors = 0
+    await asyncio.sleep(random.uniform(0, interval))  # pollers that poll every few seconds are not in step
     try:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
