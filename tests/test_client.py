@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
@@ -209,26 +209,33 @@ def _start_on(port: int, args: list[str], env: dict[str, str]) -> subprocess.Pop
     return proc
 
 
+def watch_through_a_restart(client: Client, start: Callable[[], subprocess.Popen], kill_after: int) -> list:
+    """Starts the process, a full sync, and watches it; after ``kill_after`` events kills the process (SIGKILL)
+    and starts it again on the same port. Returns every event the watch gave."""
+    proc = start()
+    try:
+        job = client.start_sync(full=True)
+        events = []
+        for event in client.watch(job.id, timeout=120):
+            events.append(event)
+            if len(events) == kill_after:
+                assert not event.job.done, "the job should still be going"
+                proc.kill()
+                proc.wait(timeout=10)
+                proc = start()
+        assert len(events) > kill_after and events[-1].job.status == "completed", events[-1].job
+        assert contiguous([e.sequence for e in events]), [e.sequence for e in events]
+        return events
+    finally:
+        stop_process(proc)
+
+
 def test_rest_watch_survives_a_bridge_restart(slow) -> None:
     """The bridge dies mid-stream; a new one comes up on the same port; the watch resumes with Last-Event-ID."""
     port = free_port()
     env = {"CHAINSYNC_GRPC_ADDR": slow[0].addr, "CHAINSYNC_HTTP_ADDR": f"127.0.0.1:{port}"}
-    bridge = _start_on(port, ["bridge"], env)
-    try:
-        with RestClient(f"http://127.0.0.1:{port}", token=TOKEN) as c:
-            job = c.start_sync(full=True)
-            events = []
-            for event in c.watch(job.id, timeout=90):
-                events.append(event)
-                if len(events) == 2:
-                    assert not event.job.done, "the job should still be going"
-                    bridge.kill()
-                    bridge.wait(timeout=10)
-                    bridge = _start_on(port, ["bridge"], env)
-            assert len(events) > 2 and events[-1].job.status == "completed"
-            assert contiguous([e.sequence for e in events]), [e.sequence for e in events]
-    finally:
-        stop_process(bridge)
+    with RestClient(f"http://127.0.0.1:{port}", token=TOKEN) as c:
+        watch_through_a_restart(c, lambda: _start_on(port, ["bridge"], env), kill_after=2)
 
 
 def test_grpc_watch_survives_a_server_restart(devnet, tmp_path) -> None:
@@ -236,26 +243,11 @@ def test_grpc_watch_survives_a_server_restart(devnet, tmp_path) -> None:
     checkpoint and the watch picks up after its last event."""
     port = free_port()
     # What tests.stack.slow_server does, on a port and store that stay the same across the restart.
-    with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy:
+    with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy, GrpcClient(f"127.0.0.1:{port}") as c:
         env = {"CHAINSYNC_RPC_URL": proxy.url, "CHAINSYNC_DEPLOYMENT": str(devnet.deployment_path),
                "CHAINSYNC_DB": str(tmp_path / "jobs.sqlite3"), "CHAINSYNC_GRPC_ADDR": f"127.0.0.1:{port}",
                "CHAINSYNC_LOG_CHUNK": "20"}
-        server = _start_on(port, ["serve"], env)
-        try:
-            with GrpcClient(f"127.0.0.1:{port}") as c:
-                job = c.start_sync(full=True)
-                events = []
-                for event in c.watch(job.id, timeout=120):
-                    events.append(event)
-                    if len(events) == 3:
-                        assert not event.job.done, "the job should still be going"
-                        server.kill()
-                        server.wait(timeout=10)
-                        server = _start_on(port, ["serve"], env)
-                assert len(events) > 3 and events[-1].job.status == "completed", events[-1].job
-                assert contiguous([e.sequence for e in events]), [e.sequence for e in events]
-        finally:
-            stop_process(server)
+        watch_through_a_restart(c, lambda: _start_on(port, ["serve"], env), kill_after=3)
 
 
 def test_job_to_json_round_trips(client: Client, stack) -> None:

@@ -21,13 +21,7 @@ import sys
 from typing import Any, TextIO
 
 from chainsync_client._base import JOB_STATES, JOB_TYPES, Client
-from chainsync_client.errors import (
-    ChainsyncError,
-    JobCancelled,
-    JobFailed,
-    ServiceUnavailable,
-    Unauthenticated,
-)
+from chainsync_client.errors import ChainsyncError, JobCancelled, ServiceUnavailable, Unauthenticated
 from chainsync_client.grpc_client import GrpcClient
 from chainsync_client.models import RECORD_KINDS, Job
 from chainsync_client.rest_client import RestClient
@@ -272,15 +266,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except UsageError as exc:
         err.write(f"chainsync: error: {exc}\n")
         return EXIT_USAGE
-    except (ServiceUnavailable, Unauthenticated) as exc:
-        err.write(f"chainsync: {exc.message}\n")
-        return EXIT_UNREACHABLE
-    except JobCancelled as exc:
-        err.write(f"chainsync: {exc.message}\n")
-        return EXIT_CANCELLED
-    except (JobFailed, ChainsyncError) as exc:
+    except ChainsyncError as exc:
         err.write(f"chainsync: {exc.message} ({exc.code})\n")
-        return EXIT_FAILED
+        if isinstance(exc, (ServiceUnavailable, Unauthenticated)):
+            return EXIT_UNREACHABLE
+        return EXIT_CANCELLED if isinstance(exc, JobCancelled) else EXIT_FAILED
 
 
 if __name__ == "__main__":
