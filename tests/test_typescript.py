@@ -16,13 +16,15 @@ suite's whole output:
 The ``stack`` fixture is the session's server and bridge; ``slow_stack`` is a
 second server (reading the devnet through a delaying proxy, so that a full
 sync takes seconds) with its own bridge, for cancel, abort, timeout, resume
-and unmount tests. Every process started here is stopped here.
+and unmount tests; ``auth_stack`` a server that wants a bearer token, with its
+bridge. Every process started here is stopped here.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import REPO, Service, rest_bridge
+from tests.processes import REPO, Service, grpc_server, rest_bridge
 from tests.stack import slow_server
 
 TS_DIR = REPO / "clients" / "typescript"
@@ -94,13 +96,32 @@ def slow_stack(devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
 
 
 @pytest.fixture(scope="module")
-def suite_env(stack, slow_stack) -> dict[str, str]:
+def auth_stack(devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service, str]]:
+    """A server that wants a bearer token (CHAINSYNC_API_TOKEN), a bridge passing it through, and the token."""
+    db = tmp_path_factory.mktemp("auth-stack") / "jobs.sqlite3"
+    token = secrets.token_urlsafe(24)
+    with grpc_server(
+        rpc_url=devnet.url,
+        deployment_path=devnet.deployment_path,
+        db=db,
+        extra_env={"CHAINSYNC_API_TOKEN": token},
+    ) as server:
+        with rest_bridge(server.addr) as bridge:
+            yield server, bridge, token
+
+
+@pytest.fixture(scope="module")
+def suite_env(stack, slow_stack, auth_stack) -> dict[str, str]:
     slow_server_, slow_bridge = slow_stack
+    auth_server, auth_bridge, token = auth_stack
     return {
         "CHAINSYNC_TEST_BRIDGE_URL": stack.bridge.url,
         "CHAINSYNC_TEST_GRPC_ADDR": stack.server.addr,
         "CHAINSYNC_TEST_SLOW_BRIDGE_URL": slow_bridge.url,
         "CHAINSYNC_TEST_SLOW_GRPC_ADDR": slow_server_.addr,
+        "CHAINSYNC_TEST_AUTH_BRIDGE_URL": auth_bridge.url,
+        "CHAINSYNC_TEST_AUTH_GRPC_ADDR": auth_server.addr,
+        "CHAINSYNC_TEST_AUTH_TOKEN": token,
     }
 
 

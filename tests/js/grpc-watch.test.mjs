@@ -156,3 +156,48 @@ describe('JobService from Node, proto loaded from proto/', () => {
     assert.ok(listed.jobs.some((j) => j.id === started.jobId));
   });
 });
+
+describe('JobService from Node with a bearer token', () => {
+  let client;
+
+  before(() => {
+    const JobService = loadService();
+    client = new JobService(env('CHAINSYNC_TEST_AUTH_GRPC_ADDR'), grpc.credentials.createInsecure());
+  });
+
+  after(() => client?.close());
+
+  function withToken(token) {
+    const metadata = new grpc.Metadata();
+    if (token) metadata.set('authorization', `Bearer ${token}`);
+    return metadata;
+  }
+
+  test('calls with `authorization: Bearer <token>` metadata work; the stream too', async () => {
+    const metadata = withToken(env('CHAINSYNC_TEST_AUTH_TOKEN'));
+    const started = await new Promise((resolve, reject) =>
+      client.StartSync({ blocksBack: 100 }, metadata, (err, r) => (err ? reject(err) : resolve(r))),
+    );
+    const events = await new Promise((resolve, reject) => {
+      const seen = [];
+      const call = client.WatchJob({ jobId: started.jobId }, metadata, { deadline: new Date(Date.now() + 60_000) });
+      call.on('data', (e) => seen.push(e));
+      call.on('error', reject);
+      call.on('end', () => resolve(seen));
+    });
+    assert.equal(events.at(-1).job.state, 'JOB_STATE_COMPLETED');
+  });
+
+  test('without it (or with a wrong one) UNAUTHENTICATED', async () => {
+    for (const token of [undefined, 'wrong']) {
+      await assert.rejects(
+        new Promise((resolve, reject) =>
+          client.GetJob({ jobId: '00000000-0000-4000-8000-000000000000' }, withToken(token), (err, r) =>
+            err ? reject(err) : resolve(r),
+          ),
+        ),
+        (err) => err.code === grpc.status.UNAUTHENTICATED,
+      );
+    }
+  });
+});

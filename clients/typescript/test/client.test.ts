@@ -12,6 +12,7 @@ import {
   JobNotCompletedError,
   JobNotFoundError,
   NetworkError,
+  UnauthenticatedError,
   WaitTimeoutError,
   createClient,
   type Job,
@@ -19,6 +20,8 @@ import {
 } from '../src/async-blockchain-sync.js';
 import {
   UNKNOWN_JOB,
+  authBridgeUrl,
+  authToken,
   bridgeUrl,
   closedPort,
   recordingFetch,
@@ -403,5 +406,38 @@ describe('cancel, list, delete', () => {
     await client.deleteJob(jobId);
     await expect(client.getStatus(jobId)).rejects.toBeInstanceOf(JobNotFoundError);
     await expect(client.deleteJob(jobId)).rejects.toBeInstanceOf(JobNotFoundError);
+  });
+});
+
+describe('bearer token', () => {
+  it('with the token every call works, the event stream included', async () => {
+    const client = createClient({ baseUrl: authBridgeUrl(), token: authToken() });
+    const { jobId } = await client.startSync({ blocksBack: 200 });
+    const events: JobEvent[] = [];
+    const final = await client.watch(jobId, (e) => events.push(e));
+    expect(final.status).toBe('completed');
+    expect(events.length).toBeGreaterThanOrEqual(1);
+    const { result } = await client.waitForResult(jobId, { intervalMs: 50 });
+    expect(result.toBlock).toBe(final.toBlock);
+    expect((await client.listJobs({ limit: 5 })).jobs.map((j) => j.id)).toContain(jobId);
+  });
+
+  it('without it, or with a wrong one, UnauthenticatedError (401) with the reason', async () => {
+    for (const [token, code] of [
+      [undefined, 'MISSING_TOKEN'],
+      ['wrong', 'INVALID_TOKEN'],
+    ] as const) {
+      const client = createClient({ baseUrl: authBridgeUrl(), token });
+      for (const call of [
+        () => client.startSync({}),
+        () => client.getStatus(UNKNOWN_JOB),
+        () => client.watch(UNKNOWN_JOB, () => undefined),
+        () => client.listJobs(),
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(UnauthenticatedError);
+        expect(err).toMatchObject({ status: 401, code });
+      }
+    }
   });
 });

@@ -15,6 +15,10 @@ export const bridgeUrl = (): string => env('CHAINSYNC_TEST_BRIDGE_URL');
 /** A bridge whose server reads the chain through a delaying proxy: a full sync takes seconds. */
 export const slowBridgeUrl = (): string => env('CHAINSYNC_TEST_SLOW_BRIDGE_URL');
 
+/** A bridge in front of a server that wants `Authorization: Bearer <authToken()>`. */
+export const authBridgeUrl = (): string => env('CHAINSYNC_TEST_AUTH_BRIDGE_URL');
+export const authToken = (): string => env('CHAINSYNC_TEST_AUTH_TOKEN');
+
 export const UNKNOWN_JOB = '00000000-0000-4000-8000-000000000000';
 
 /** A loopback port nothing listens on (bound, then released). */

@@ -13,7 +13,7 @@ import {
   type SyncResult,
 } from '../src/async-blockchain-sync.js';
 import { useBlockchainSync } from '../src/use-blockchain-sync.js';
-import { bridgeUrl, recordingFetch, slowBridgeUrl, waitForEnd } from './helpers.js';
+import { authBridgeUrl, authToken, bridgeUrl, recordingFetch, slowBridgeUrl, waitForEnd } from './helpers.js';
 
 const WAIT = { timeout: 30_000, interval: 20 };
 
@@ -55,6 +55,19 @@ describe('useBlockchainSync', () => {
     expect(records).toBeDefined();
     expect(result.current.job?.status).toBe('completed');
     expect(BigInt(result.current.result!.toBlock) - BigInt(result.current.result!.fromBlock)).toBeLessThanOrEqual(100n);
+  });
+
+  it('passes its token to the bridge (and reports a missing one)', async () => {
+    const { result } = renderHook(() => useBlockchainSync({ baseUrl: authBridgeUrl(), token: authToken() }));
+    await act(async () => {
+      await result.current.sync(100);
+    });
+    expect(result.current).toMatchObject({ state: 'completed', error: null });
+    const anonymous = renderHook(() => useBlockchainSync({ baseUrl: authBridgeUrl() })).result;
+    await act(async () => {
+      await anonymous.current.sync(100);
+    });
+    expect(anonymous.current.error).toMatchObject({ status: 401, code: 'MISSING_TOKEN' });
   });
 
   it('reports a bad request as an InvalidArgumentError naming the field, and never rejects', async () => {
@@ -173,8 +186,9 @@ describe('useBlockchainSync', () => {
     expect(await first).toBeUndefined();
     expect(firstStream.signal?.aborted).toBe(true);
     expect(await second).toBeDefined();
+    // second resolved outside act(): React renders its last state update soon after
+    await waitFor(() => expect(result.current).toMatchObject({ state: 'completed', error: null }), WAIT);
     expect(result.current.jobId).not.toBe(firstJob);
-    expect(result.current).toMatchObject({ state: 'completed', error: null });
     await client.cancel(firstJob).catch(() => undefined);
   });
 });
