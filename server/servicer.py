@@ -238,6 +238,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             yield jobs_pb2.JobEvent(sequence=job.version, time=_timestamp(time.time()), job=job_message(job))
             if job.finished:
                 return
+        if job.finished and last >= job.version:
+            return  # resuming after a finished job's last event: nothing more will come
         try:
             async for sequence, at, snapshot in self.watch_hub.follow(job.id, last):
                 yield jobs_pb2.JobEvent(sequence=sequence, time=_timestamp(at), job=job_message(JobRecord(**snapshot)))

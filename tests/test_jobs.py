@@ -154,6 +154,9 @@ def test_a_watcher_that_reconnects_mid_job_misses_nothing(devnet, tmp_path) -> N
             assert sequences == list(range(first_part[1].sequence, rest[-1].sequence + 1)), "a gap or a replay"
             progress = [e.job.progress for e in first_part + rest]
             assert progress == sorted(progress)
+            after_the_end = list(stub.WatchJob(
+                jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=rest[-1].sequence), timeout=10))
+            assert after_the_end == [], "resuming after the last event of a finished job ends the stream at once"
 
 
 def test_fifty_jobs_at_once_on_two_workers_all_complete(stack, devnet, tmp_path) -> None:
