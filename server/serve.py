@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import signal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
@@ -60,8 +61,9 @@ async def sweep_expired(store: JobStore, retention_s: int, stop: asyncio.Event) 
 
 
 def open_store(db: str) -> JobStore:
+    """A SQLite path, or a ``postgresql://`` URL (``?schema=NAME`` puts the tables in that schema, made if missing)."""
     if db.startswith(("postgresql://", "postgres://")):
-        raise SystemExit("CHAINSYNC_DB: the PostgreSQL job store is not available yet; use a SQLite path")
+        return _open_postgres(db)
     store = SQLiteJobStore(db)
     lock = open(f"{db}.lock", "w")  # held (and closed by the OS) for the life of this process
     try:
@@ -72,6 +74,23 @@ def open_store(db: str) -> JobStore:
     # One server per SQLite file, so jobs left running belong to a dead process: resume them now.
     store.release_orphans()
     return store
+
+
+def _open_postgres(url: str) -> JobStore:
+    """Replicas share the database: no lock file and no release of orphans; a dead replica's leases expire."""
+    import psycopg  # only a PostgreSQL deployment needs the driver loaded
+
+    from server.store_pg import PostgresJobStore
+
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+    shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))  # no user or password
+    try:
+        return PostgresJobStore(dsn, schema=schema or None)
+    except (psycopg.Error, ValueError) as exc:
+        raise SystemExit(f"CHAINSYNC_DB: cannot open the PostgreSQL job store at {shown}: {exc}") from None
 
 
 async def serve(settings: Settings) -> bool:

@@ -23,7 +23,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -225,13 +225,14 @@ MIGRATIONS = [
     """,
 ]
 
-_JSON_COLUMNS = ("request", "stats", "checkpoint")
-_JOB_FIELDS = [f for f in JobRecord.__dataclass_fields__]
-_COLUMNS = ", ".join(_JOB_FIELDS)
+_JSON_COLUMNS = ("request", "stats", "checkpoint")  # JSON text in both stores
+JOB_FIELDS = [f for f in JobRecord.__dataclass_fields__]
+JOB_COLUMNS = ", ".join(JOB_FIELDS)  # the jobs columns that make a JobRecord, in its field order
 
 
-def _row_to_job(row: sqlite3.Row) -> JobRecord:
-    values = {k: row[k] for k in _JOB_FIELDS}
+def row_to_job(row: Mapping[str, Any]) -> JobRecord:
+    """A JobRecord from a jobs row (sqlite3.Row, or a dict of JOB_FIELDS to values); shared by both stores."""
+    values = {k: row[k] for k in JOB_FIELDS}
     for k in _JSON_COLUMNS:
         values[k] = json.loads(values[k])
     values["cancel_requested"] = bool(values["cancel_requested"])
@@ -290,8 +291,8 @@ class SQLiteJobStore:
     # -- helpers -----------------------------------------------------------
 
     def _load(self, db: sqlite3.Connection, job_id: str) -> JobRecord | None:
-        row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _row_to_job(row) if row else None
+        row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row_to_job(row) if row else None
 
     def _changed(self, db: sqlite3.Connection, job_id: str) -> JobRecord:
         """After an UPDATE that bumped version: append the event and return the job."""
@@ -494,11 +495,11 @@ class SQLiteJobStore:
             page_where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             page_params += [created_at, created_at, job_id]
         rows = db.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(page_where) or '1'} "
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(page_where) or '1'} "
             "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             [*page_params, page_size + 1, skip],
         ).fetchall()
-        jobs = [_row_to_job(r) for r in rows[:page_size]]
+        jobs = [row_to_job(r) for r in rows[:page_size]]
         token = encode_page_token((jobs[-1].created_at, jobs[-1].id)) if len(rows) > page_size else ""
         return JobPage(jobs, token, total)
 
