@@ -1,9 +1,11 @@
 """The job store: where jobs, their progress, checkpoints and results live.
 
 ``JobStore`` is the small interface the rest of the server uses (in the manner
-of procrastinate's job managers); ``SQLiteJobStore`` implements it on one
-SQLite file in WAL mode. Every write is one transaction, so a crash at any
-point leaves the store consistent:
+of procrastinate's job managers). ``SqlJobStore`` holds its logic in SQL that
+SQLite and PostgreSQL both run; ``SQLiteJobStore`` runs it on one SQLite file
+in WAL mode, ``server.store_pg.PostgresJobStore`` on a PostgreSQL database that
+replicas share. Every write is one transaction, so a crash at any point leaves
+the store consistent:
 
 - a job moves ``pending -> running -> completed | failed | cancelled`` and a
   terminal state never changes again;
@@ -23,7 +25,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -228,23 +231,328 @@ MIGRATIONS = [
 _JSON_COLUMNS = ("request", "stats", "checkpoint")  # JSON text in both stores
 JOB_FIELDS = [f for f in JobRecord.__dataclass_fields__]
 JOB_COLUMNS = ", ".join(JOB_FIELDS)  # the jobs columns that make a JobRecord, in its field order
+RECORDS_PAGE = 1000  # records() reads this many rows per query
 
 
-def row_to_job(row: Mapping[str, Any]) -> JobRecord:
-    """A JobRecord from a jobs row (sqlite3.Row, or a dict of JOB_FIELDS to values); shared by both stores."""
-    values = {k: row[k] for k in JOB_FIELDS}
+def row_to_job(row: Iterable[Any]) -> JobRecord:
+    """A JobRecord from a jobs row selected as ``SELECT {JOB_COLUMNS}`` (a sqlite3.Row or a tuple)."""
+    values = dict(zip(JOB_FIELDS, row))
     for k in _JSON_COLUMNS:
         values[k] = json.loads(values[k])
     values["cancel_requested"] = bool(values["cancel_requested"])
     return JobRecord(**values)
 
 
-class SQLiteJobStore:
+class SqlJobStore:
+    """The JobStore logic both stores share: one SQL text (``?`` placeholders) on SQLite and PostgreSQL.
+
+    A subclass provides ``_tx()`` (one write transaction) and ``_read()`` (a
+    connection for reads), each yielding an object with ``execute(sql, params)``
+    and ``executemany(sql, rows)`` that return a DB-API cursor, and the few
+    pieces that differ by dialect (the class attributes below, ``_lock``).
+    """
+
+    _CLAIM_SQL: str  # selects the id of the job claim_next takes (one parameter: now)
+    _GREATEST = "MAX"  # the two-argument maximum
+    _FOR_UPDATE = ""  # appended to the SELECT that request_cancel decides on
+
+    def _tx(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _lock(self, db: Any, key: str) -> None:
+        """Serialises transactions on key until this one ends (nothing to do where writers are serialised)."""
+
+    # -- helpers -----------------------------------------------------------
+
+    def _load(self, db: Any, job_id: str) -> JobRecord | None:
+        row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row_to_job(row) if row else None
+
+    def _changed(self, db: Any, job_id: str) -> JobRecord:
+        """After an UPDATE that bumped version: append the event and return the job."""
+        job = self._load(db, job_id)
+        assert job is not None
+        db.execute(
+            "INSERT INTO job_events (job_id, sequence, time, snapshot) VALUES (?, ?, ?, ?)",
+            (job.id, job.version, time.time(), json.dumps(job.snapshot())),
+        )
+        return job
+
+    # -- the interface -----------------------------------------------------
+
+    def create(self, job: JobRecord) -> JobRecord:
+        with self._tx() as db:
+            if job.request_id:
+                self._lock(db, f"chainsync.request_id:{job.request_id}")  # one job per key, across replicas
+                row = db.execute("SELECT job_id FROM request_ids WHERE request_id = ?", (job.request_id,)).fetchone()
+                existing = row and self._load(db, row[0])
+                if existing:
+                    return existing
+                db.execute(
+                    "INSERT INTO request_ids (request_id, job_id, created_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (request_id) DO UPDATE SET job_id = excluded.job_id, created_at = excluded.created_at",
+                    (job.request_id, job.id, job.created_at),
+                )
+            db.execute(
+                "INSERT INTO jobs (id, type, state, progress, message, request, request_id, timeout_s, created_at, "
+                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (job.id, job.type, job.state, job.progress, job.message, json.dumps(job.request),
+                 job.request_id, job.timeout_s, job.created_at),
+            )
+            return self._changed(db, job.id)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._read() as db:
+            return self._load(db, job_id)
+
+    def claim_next(self, owner: str, lease_s: float) -> JobRecord | None:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(self._CLAIM_SQL, (now,)).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), owner = ?, "
+                "lease_expires = ?, attempts = attempts + 1, "
+                "message = CASE WHEN attempts > 0 THEN 'Resuming from checkpoint' ELSE 'Starting' END, "
+                "version = version + 1 WHERE id = ?",
+                (now, owner, now + lease_s, row[0]),
+            )
+            return self._changed(db, row[0])
+
+    def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE jobs SET lease_expires = ? WHERE id = ? AND owner = ? AND state = 'running' "
+                "AND NOT cancel_requested",
+                (time.time() + lease_s, job_id, owner),
+            ).rowcount
+        return bool(changed)
+
+    def update_progress(self, job_id: str, *, progress: int, message: str, stats: dict[str, Any],
+                        from_block: int | None = None, to_block: int | None = None) -> None:
+        with self._tx() as db:
+            changed = db.execute(
+                f"UPDATE jobs SET progress = {self._GREATEST}(progress, ?), message = ?, stats = ?, "
+                "from_block = COALESCE(?, from_block), to_block = COALESCE(?, to_block), version = version + 1 "
+                "WHERE id = ? AND state = 'running'",
+                (progress, message, json.dumps(stats), from_block, to_block, job_id),
+            ).rowcount
+            if changed:
+                self._changed(db, job_id)
+
+    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
+                   records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
+        with self._tx() as db:
+            if touched:
+                db.executemany(
+                    "INSERT INTO touched (job_id, kind, entity_id, block, log_index, created) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = excluded.created",
+                    [(job_id, kind, i, b, li, json.dumps(c) if c else None) for kind, i, b, li, c in touched],
+                )
+            if records:
+                kind, rows = records
+                (start,) = db.execute(
+                    "SELECT COALESCE(MAX(position) + 1, 0) FROM records WHERE job_id = ? AND kind = ?", (job_id, kind)
+                ).fetchone()
+                db.executemany(
+                    "INSERT INTO records (job_id, kind, entity_id, position, data) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET position = excluded.position, "
+                    "data = excluded.data",
+                    [(job_id, kind, r["id"], start + n, json.dumps(r)) for n, r in enumerate(rows)],
+                )
+            db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
+
+    def touched(self, job_id: str, kind: str) -> dict[int, Any]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT entity_id, MAX(created) FROM touched WHERE job_id = ? AND kind = ? GROUP BY entity_id",
+                (job_id, kind),
+            ).fetchall()
+        return {entity_id: json.loads(created) if created else None for entity_id, created in rows}
+
+    def touched_event_count(self, job_id: str) -> int:
+        with self._read() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM touched WHERE job_id = ? AND log_index >= 0", (job_id,)
+            ).fetchone()
+        return count
+
+    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM touched WHERE job_id = ? AND block >= ?", (job_id, from_block))
+            db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
+            db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
+
+    def record_ids(self, job_id: str, kind: str) -> set[str]:
+        with self._read() as db:
+            rows = db.execute("SELECT entity_id FROM records WHERE job_id = ? AND kind = ?", (job_id, kind)).fetchall()
+        return {r[0] for r in rows}
+
+    def request_cancel(self, job_id: str) -> JobRecord | None:
+        with self._tx() as db:
+            # _FOR_UPDATE locks the row: a claim in flight has either committed (we see running) or skips it.
+            row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?{self._FOR_UPDATE}", (job_id,)).fetchone()
+            job = row_to_job(row) if row else None
+            if job is None or job.finished:
+                return job
+            if job.state == "pending":
+                db.execute(
+                    "UPDATE jobs SET state = 'cancelled', ended_at = ?, message = 'Cancelled before it started', "
+                    "error_code = 'JOB_CANCELLED', error_message = 'cancelled by request', version = version + 1 "
+                    "WHERE id = ?",
+                    (time.time(), job_id),
+                )
+            else:
+                db.execute(
+                    "UPDATE jobs SET cancel_requested = TRUE, message = 'Cancelling', version = version + 1 "
+                    "WHERE id = ?",
+                    (job_id,),
+                )
+            return self._changed(db, job_id)
+
+    def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
+               error_message: str | None = None, summary: ResultSummary | None = None,
+               stats: dict[str, Any] | None = None) -> bool:
+        assert state in TERMINAL_STATES, state
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE jobs SET state = ?, message = ?, error_code = ?, error_message = ?, ended_at = ?, owner = NULL, "
+                "lease_expires = NULL, progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END, "
+                "stats = COALESCE(?, stats), version = version + 1 "
+                "WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
+                (state, message, error_code, error_message, time.time(), state,
+                 json.dumps(stats) if stats is not None else None, job_id),
+            ).rowcount
+            if not changed:
+                return False
+            if summary is not None:
+                db.execute(
+                    "INSERT INTO results (job_id, summary) VALUES (?, ?) "
+                    "ON CONFLICT (job_id) DO UPDATE SET summary = excluded.summary",
+                    (job_id, json.dumps(asdict(summary))),
+                )
+            db.execute("DELETE FROM touched WHERE job_id = ?", (job_id,))
+            if state != "completed":
+                db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
+            self._changed(db, job_id)
+        return True
+
+    def release(self, job_id: str, owner: str) -> None:
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE jobs SET state = 'pending', owner = NULL, lease_expires = NULL, "
+                "message = 'Interrupted by a server shutdown; waiting to resume', version = version + 1 "
+                "WHERE id = ? AND owner = ? AND state = 'running'",
+                (job_id, owner),
+            ).rowcount
+            if changed:
+                self._changed(db, job_id)
+
+    def events(self, job_id: str, after: int) -> list[tuple[int, float, dict[str, Any]]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT sequence, time, snapshot FROM job_events WHERE job_id = ? AND sequence > ? ORDER BY sequence",
+                (job_id, after),
+            ).fetchall()
+        return [(seq, t, json.loads(snap)) for seq, t, snap in rows]
+
+    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
+                  skip: int = 0) -> JobPage:
+        where, params = [], []
+        if state:
+            where.append("state = ?")
+            params.append(state)
+        if job_type:
+            where.append("type = ?")
+            params.append(job_type)
+        page_where, page_params = list(where), list(params)
+        if page_token:
+            created_at, job_id = decode_page_token(page_token)
+            page_where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            page_params += [created_at, created_at, job_id]
+        with self._read() as db:
+            (total,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {' AND '.join(where) or 'TRUE'}", params).fetchone()
+            rows = db.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(page_where) or 'TRUE'} "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*page_params, page_size + 1, skip],
+            ).fetchall()
+        jobs = [row_to_job(r) for r in rows[:page_size]]
+        token = encode_page_token((jobs[-1].created_at, jobs[-1].id)) if len(rows) > page_size else ""
+        return JobPage(jobs, token, total)
+
+    def delete(self, job_id: str) -> bool:
+        with self._tx() as db:
+            return bool(db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount)
+
+    def purge_expired(self, retention_s: float, request_id_ttl_s: float) -> int:
+        now = time.time()
+        with self._tx() as db:
+            removed = db.execute(
+                "DELETE FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') AND ended_at < ?",
+                (now - retention_s,),
+            ).rowcount
+            db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - request_id_ttl_s,))
+        return removed
+
+    def last_completed(self, job_type: str) -> ResultSummary | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT results.summary FROM jobs JOIN results ON results.job_id = jobs.id "
+                "WHERE jobs.type = ? AND jobs.state = 'completed' ORDER BY jobs.ended_at DESC LIMIT 1",
+                (job_type,),
+            ).fetchone()
+        return ResultSummary(**json.loads(row[0])) if row else None
+
+    def result_summary(self, job_id: str) -> ResultSummary | None:
+        with self._read() as db:
+            row = db.execute("SELECT summary FROM results WHERE job_id = ?", (job_id,)).fetchone()
+        return ResultSummary(**json.loads(row[0])) if row else None
+
+    def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
+        """Reads page by page: a connection is held while a page is read, not while the caller iterates."""
+        left = limit
+        after: int | None = None  # the last position read; later pages continue from it rather than by OFFSET
+        while left is None or left > 0:
+            size = RECORDS_PAGE if left is None else min(RECORDS_PAGE, left)
+            with self._read() as db:
+                if after is None:
+                    rows = db.execute(
+                        "SELECT position, data FROM records WHERE job_id = ? AND kind = ? "
+                        "ORDER BY position LIMIT ? OFFSET ?",
+                        (job_id, kind, size, offset),
+                    ).fetchall()
+                else:
+                    rows = db.execute(
+                        "SELECT position, data FROM records WHERE job_id = ? AND kind = ? AND position > ? "
+                        "ORDER BY position LIMIT ?",
+                        (job_id, kind, after, size),
+                    ).fetchall()
+            for _, data in rows:
+                yield json.loads(data)
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+
+class SQLiteJobStore(SqlJobStore):
     """JobStore on one SQLite file (WAL); one connection per thread.
 
     One server process per file: SQLite's locking keeps concurrent writers
     correct, but replicas belong on PostgreSQL.
     """
+
+    # rowid: creation order among jobs created in the same instant
+    _CLAIM_SQL = (
+        "SELECT id FROM jobs WHERE state = 'pending' OR (state = 'running' AND lease_expires < ?) "
+        "ORDER BY created_at, rowid LIMIT 1"
+    )
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -268,7 +576,7 @@ class SQLiteJobStore:
             self.db = db
 
         def __enter__(self) -> sqlite3.Connection:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("BEGIN IMMEDIATE")  # writers queue here: one at a time, so _lock has nothing to do
             return self.db
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
@@ -276,6 +584,10 @@ class SQLiteJobStore:
 
     def _tx(self) -> SQLiteJobStore._Tx:
         return self._Tx(self._connect())
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self._connect()
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -288,251 +600,7 @@ class SQLiteJobStore:
                         db.execute(statement)
                     db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
-    # -- helpers -----------------------------------------------------------
-
-    def _load(self, db: sqlite3.Connection, job_id: str) -> JobRecord | None:
-        row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return row_to_job(row) if row else None
-
-    def _changed(self, db: sqlite3.Connection, job_id: str) -> JobRecord:
-        """After an UPDATE that bumped version: append the event and return the job."""
-        job = self._load(db, job_id)
-        assert job is not None
-        db.execute(
-            "INSERT INTO job_events (job_id, sequence, time, snapshot) VALUES (?, ?, ?, ?)",
-            (job.id, job.version, time.time(), json.dumps(job.snapshot())),
-        )
-        return job
-
-    # -- the interface -----------------------------------------------------
-
-    def create(self, job: JobRecord) -> JobRecord:
-        with self._tx() as db:
-            if job.request_id:
-                row = db.execute("SELECT job_id FROM request_ids WHERE request_id = ?", (job.request_id,)).fetchone()
-                existing = row and self._load(db, row["job_id"])
-                if existing:
-                    return existing
-                db.execute(
-                    "INSERT OR REPLACE INTO request_ids (request_id, job_id, created_at) VALUES (?, ?, ?)",
-                    (job.request_id, job.id, job.created_at),
-                )
-            db.execute(
-                "INSERT INTO jobs (id, type, state, progress, message, request, request_id, timeout_s, created_at, "
-                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (job.id, job.type, job.state, job.progress, job.message, json.dumps(job.request),
-                 job.request_id, job.timeout_s, job.created_at),
-            )
-            return self._changed(db, job.id)
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self._load(self._connect(), job_id)
-
-    def claim_next(self, owner: str, lease_s: float) -> JobRecord | None:
-        now = time.time()
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE state = 'pending' OR (state = 'running' AND lease_expires < ?) "
-                "ORDER BY created_at, rowid LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, ?), owner = ?, "
-                "lease_expires = ?, attempts = attempts + 1, "
-                "message = CASE WHEN attempts > 0 THEN 'Resuming from checkpoint' ELSE 'Starting' END, "
-                "version = version + 1 WHERE id = ?",
-                (now, owner, now + lease_s, row["id"]),
-            )
-            return self._changed(db, row["id"])
-
-    def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
-        with self._tx() as db:
-            changed = db.execute(
-                "UPDATE jobs SET lease_expires = ? WHERE id = ? AND owner = ? AND state = 'running' "
-                "AND cancel_requested = 0",
-                (time.time() + lease_s, job_id, owner),
-            ).rowcount
-        return bool(changed)
-
-    def update_progress(self, job_id: str, *, progress: int, message: str, stats: dict[str, Any],
-                        from_block: int | None = None, to_block: int | None = None) -> None:
-        with self._tx() as db:
-            changed = db.execute(
-                "UPDATE jobs SET progress = MAX(progress, ?), message = ?, stats = ?, "
-                "from_block = COALESCE(?, from_block), to_block = COALESCE(?, to_block), version = version + 1 "
-                "WHERE id = ? AND state = 'running'",
-                (progress, message, json.dumps(stats), from_block, to_block, job_id),
-            ).rowcount
-            if changed:
-                self._changed(db, job_id)
-
-    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
-                   records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
-        with self._tx() as db:
-            if touched:
-                db.executemany(
-                    "INSERT OR REPLACE INTO touched (job_id, kind, entity_id, block, log_index, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(job_id, kind, i, b, li, json.dumps(c) if c else None) for kind, i, b, li, c in touched],
-                )
-            if records:
-                kind, rows = records
-                (start,) = db.execute(
-                    "SELECT COALESCE(MAX(position) + 1, 0) FROM records WHERE job_id = ? AND kind = ?", (job_id, kind)
-                ).fetchone()
-                db.executemany(
-                    "INSERT OR REPLACE INTO records (job_id, kind, entity_id, position, data) VALUES (?, ?, ?, ?, ?)",
-                    [(job_id, kind, r["id"], start + n, json.dumps(r)) for n, r in enumerate(rows)],
-                )
-            db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
-
-    def touched(self, job_id: str, kind: str) -> dict[int, Any]:
-        rows = self._connect().execute(
-            "SELECT entity_id, MAX(created) FROM touched WHERE job_id = ? AND kind = ? GROUP BY entity_id",
-            (job_id, kind),
-        )
-        return {entity_id: json.loads(created) if created else None for entity_id, created in rows}
-
-    def touched_event_count(self, job_id: str) -> int:
-        (count,) = self._connect().execute(
-            "SELECT COUNT(*) FROM touched WHERE job_id = ? AND log_index >= 0", (job_id,)
-        ).fetchone()
-        return count
-
-    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM touched WHERE job_id = ? AND block >= ?", (job_id, from_block))
-            db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
-            db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
-
-    def record_ids(self, job_id: str, kind: str) -> set[str]:
-        rows = self._connect().execute("SELECT entity_id FROM records WHERE job_id = ? AND kind = ?", (job_id, kind))
-        return {r[0] for r in rows}
-
-    def request_cancel(self, job_id: str) -> JobRecord | None:
-        with self._tx() as db:
-            job = self._load(db, job_id)
-            if job is None or job.finished:
-                return job
-            if job.state == "pending":
-                db.execute(
-                    "UPDATE jobs SET state = 'cancelled', ended_at = ?, message = 'Cancelled before it started', "
-                    "error_code = 'JOB_CANCELLED', error_message = 'cancelled by request', version = version + 1 "
-                    "WHERE id = ?",
-                    (time.time(), job_id),
-                )
-            else:
-                db.execute(
-                    "UPDATE jobs SET cancel_requested = 1, message = 'Cancelling', version = version + 1 WHERE id = ?",
-                    (job_id,),
-                )
-            return self._changed(db, job_id)
-
-    def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
-               error_message: str | None = None, summary: ResultSummary | None = None,
-               stats: dict[str, Any] | None = None) -> bool:
-        assert state in TERMINAL_STATES, state
-        with self._tx() as db:
-            changed = db.execute(
-                "UPDATE jobs SET state = ?, message = ?, error_code = ?, error_message = ?, ended_at = ?, owner = NULL, "
-                "lease_expires = NULL, progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END, "
-                "stats = COALESCE(?, stats), version = version + 1 "
-                "WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
-                (state, message, error_code, error_message, time.time(), state,
-                 json.dumps(stats) if stats is not None else None, job_id),
-            ).rowcount
-            if not changed:
-                return False
-            if summary is not None:
-                db.execute("INSERT OR REPLACE INTO results (job_id, summary) VALUES (?, ?)",
-                           (job_id, json.dumps(asdict(summary))))
-            db.execute("DELETE FROM touched WHERE job_id = ?", (job_id,))
-            if state != "completed":
-                db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
-            self._changed(db, job_id)
-        return True
-
-    def release(self, job_id: str, owner: str) -> None:
-        with self._tx() as db:
-            changed = db.execute(
-                "UPDATE jobs SET state = 'pending', owner = NULL, lease_expires = NULL, "
-                "message = 'Interrupted by a server shutdown; waiting to resume', version = version + 1 "
-                "WHERE id = ? AND owner = ? AND state = 'running'",
-                (job_id, owner),
-            ).rowcount
-            if changed:
-                self._changed(db, job_id)
-
     def release_orphans(self) -> int:
         """Running jobs whose process is gone become claimable now (one server per SQLite file)."""
         with self._tx() as db:
             return db.execute("UPDATE jobs SET lease_expires = 0 WHERE state = 'running'").rowcount
-
-    def events(self, job_id: str, after: int) -> list[tuple[int, float, dict[str, Any]]]:
-        rows = self._connect().execute(
-            "SELECT sequence, time, snapshot FROM job_events WHERE job_id = ? AND sequence > ? ORDER BY sequence",
-            (job_id, after),
-        )
-        return [(seq, t, json.loads(snap)) for seq, t, snap in rows]
-
-    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
-                  skip: int = 0) -> JobPage:
-        where, params = [], []
-        if state:
-            where.append("state = ?")
-            params.append(state)
-        if job_type:
-            where.append("type = ?")
-            params.append(job_type)
-        db = self._connect()
-        filter_sql = " AND ".join(where) or "1"
-        (total,) = db.execute(f"SELECT COUNT(*) FROM jobs WHERE {filter_sql}", params).fetchone()
-        page_where, page_params = list(where), list(params)
-        if page_token:
-            created_at, job_id = decode_page_token(page_token)
-            page_where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            page_params += [created_at, created_at, job_id]
-        rows = db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(page_where) or '1'} "
-            "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            [*page_params, page_size + 1, skip],
-        ).fetchall()
-        jobs = [row_to_job(r) for r in rows[:page_size]]
-        token = encode_page_token((jobs[-1].created_at, jobs[-1].id)) if len(rows) > page_size else ""
-        return JobPage(jobs, token, total)
-
-    def delete(self, job_id: str) -> bool:
-        with self._tx() as db:
-            return bool(db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount)
-
-    def purge_expired(self, retention_s: float, request_id_ttl_s: float) -> int:
-        now = time.time()
-        with self._tx() as db:
-            removed = db.execute(
-                "DELETE FROM jobs WHERE state IN ('completed', 'failed', 'cancelled') AND ended_at < ?",
-                (now - retention_s,),
-            ).rowcount
-            db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - request_id_ttl_s,))
-        return removed
-
-    def last_completed(self, job_type: str) -> ResultSummary | None:
-        row = self._connect().execute(
-            "SELECT results.summary FROM jobs JOIN results ON results.job_id = jobs.id "
-            "WHERE jobs.type = ? AND jobs.state = 'completed' ORDER BY jobs.ended_at DESC LIMIT 1",
-            (job_type,),
-        ).fetchone()
-        return ResultSummary(**json.loads(row["summary"])) if row else None
-
-    def result_summary(self, job_id: str) -> ResultSummary | None:
-        row = self._connect().execute("SELECT summary FROM results WHERE job_id = ?", (job_id,)).fetchone()
-        return ResultSummary(**json.loads(row["summary"])) if row else None
-
-    def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
-        cursor = self._connect().execute(
-            "SELECT data FROM records WHERE job_id = ? AND kind = ? ORDER BY position LIMIT ? OFFSET ?",
-            (job_id, kind, -1 if limit is None else limit, offset),
-        )
-        for (data,) in cursor:
-            yield json.loads(data)

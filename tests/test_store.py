@@ -22,7 +22,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from psycopg import sql
 
-from server import store_pg
+from server import store as store_module
 from server.store import MIGRATIONS, JobRecord, JobStore, ResultSummary, SQLiteJobStore
 from server.store_pg import PG_MIGRATIONS, PostgresJobStore
 from tests.processes import grpc_server
@@ -332,7 +332,7 @@ def test_purge_expired_removes_only_old_finished_jobs_and_old_request_ids(store:
 
 
 def test_chunks_touches_records_rewind_and_result(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_pg, "RECORDS_PAGE", 3)  # PostgreSQL reads records in pages: cross a few
+    monkeypatch.setattr(store_module, "RECORDS_PAGE", 3)  # records() reads in pages: cross a few
     job = running(store)
     created = {"block": 3, "tx": "0xab", "logIndex": 0}
     store.save_chunk(
