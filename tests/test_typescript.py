@@ -16,8 +16,8 @@ suite's whole output:
 The ``stack`` fixture is the session's server and bridge; ``slow_stack`` is a
 second server (reading the devnet through a delaying proxy, so that a full
 sync takes seconds) with its own bridge, for cancel, abort, timeout, resume
-and unmount tests; ``auth_stack`` a server that wants a bearer token, with its
-bridge. Every process started here is stopped here.
+and unmount tests; ``auth_stack`` a server that wants a bearer token, with a
+bridge that allows one CORS origin. Every process started here is stopped here.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tests.stack import slow_server
 TS_DIR = REPO / "clients" / "typescript"
 JS_DIR = REPO / "tests" / "js"
 BIN = TS_DIR / "node_modules" / ".bin"
+CORS_ORIGIN = "http://app.chainsync.test"  # a page origin the auth bridge allows (only ever a header value)
 
 
 def node() -> str:
@@ -106,7 +107,7 @@ def auth_stack(devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
         db=db,
         extra_env={"CHAINSYNC_API_TOKEN": token},
     ) as server:
-        with rest_bridge(server.addr) as bridge:
+        with rest_bridge(server.addr, extra_env={"CHAINSYNC_CORS_ORIGINS": CORS_ORIGIN}) as bridge:
             yield server, bridge, token
 
 
@@ -122,6 +123,7 @@ def suite_env(stack, slow_stack, auth_stack) -> dict[str, str]:
         "CHAINSYNC_TEST_AUTH_BRIDGE_URL": auth_bridge.url,
         "CHAINSYNC_TEST_AUTH_GRPC_ADDR": auth_server.addr,
         "CHAINSYNC_TEST_AUTH_TOKEN": token,
+        "CHAINSYNC_TEST_CORS_ORIGIN": CORS_ORIGIN,
     }
 
 

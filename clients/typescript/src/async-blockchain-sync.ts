@@ -539,7 +539,9 @@ export class ChainsyncClient {
     // Bounded: each pass either delivers an event (which resets `failures`) or counts one failure.
     for (;;) {
       if (signal?.aborted) throw abortReason(signal);
-      const headers = this.headers({ Accept: 'text/event-stream', 'Cache-Control': 'no-cache' });
+      // Only CORS-safelisted headers besides Authorization and Last-Event-ID: a cross-origin page
+      // needs no more from the bridge's CORS setup (cache: 'no-store' instead of Cache-Control).
+      const headers = this.headers({ Accept: 'text/event-stream' });
       if (lastId) headers['Last-Event-ID'] = lastId;
       let retryMs = options.retryMs ?? 1000;
       let failure: ChainsyncError;

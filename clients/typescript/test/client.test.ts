@@ -23,6 +23,7 @@ import {
   authBridgeUrl,
   authToken,
   bridgeUrl,
+  corsOrigin,
   closedPort,
   recordingFetch,
   slowBridgeUrl,
@@ -439,5 +440,51 @@ describe('bearer token', () => {
         expect(err).toMatchObject({ status: 401, code });
       }
     }
+  });
+});
+
+describe('from a page on another origin (CORS)', () => {
+  // What a browser would send before each of the client's requests, asked of the real bridge.
+  const SAFELISTED = new Set(['accept', 'accept-language', 'content-language']); // not content-type: application/json
+
+  it("every request the client makes passes the bridge's preflight, and answers carry the origin", async () => {
+    const origin = corsOrigin();
+    const { fetch, calls } = recordingFetch();
+    const client = new ChainsyncClient({ baseUrl: authBridgeUrl(), token: authToken(), fetch });
+    const { jobId } = await client.startSync({ blocksBack: 50 });
+    const final = await client.watch(jobId, () => undefined);
+    await client.watch(jobId, () => undefined, { lastEventId: '1' });
+    await client.getStatus(jobId);
+    await client.getResult(jobId);
+    await client.listJobs({ status: final.status, limit: 5 });
+    await client.cancel(jobId);
+    await client.deleteJob(jobId);
+    expect(new Set(calls.map((c) => c.method))).toEqual(new Set(['GET', 'POST', 'DELETE']));
+    expect(calls.some((c) => 'last-event-id' in c.headers)).toBe(true);
+
+    for (const call of calls) {
+      const custom = Object.keys(call.headers).filter((h) => !SAFELISTED.has(h)).sort();
+      const preflight = await globalThis.fetch(call.url, {
+        method: 'OPTIONS',
+        headers: {
+          Origin: origin,
+          'Access-Control-Request-Method': call.method,
+          'Access-Control-Request-Headers': custom.join(','),
+        },
+      });
+      const why = `${call.method} ${call.url} with ${custom}: ${preflight.status} ${await preflight.text()}`;
+      expect(preflight.status, why).toBe(200);
+      expect(preflight.headers.get('access-control-allow-origin'), why).toBe(origin);
+      const methods = (preflight.headers.get('access-control-allow-methods') ?? '').split(/,\s*/);
+      expect(methods, why).toContain(call.method);
+      const allowed = (preflight.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/,\s*/);
+      for (const header of custom) expect(allowed, why).toContain(header);
+    }
+
+    const stream = await globalThis.fetch(`${authBridgeUrl()}/api/blockchain/sync/events/${UNKNOWN_JOB}`, {
+      headers: { Origin: origin, Accept: 'text/event-stream', Authorization: `Bearer ${authToken()}` },
+    });
+    expect(stream.status).toBe(404);
+    expect(stream.headers.get('access-control-allow-origin')).toBe(origin); // errors are readable by the page too
   });
 });

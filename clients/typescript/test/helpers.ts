@@ -18,6 +18,8 @@ export const slowBridgeUrl = (): string => env('CHAINSYNC_TEST_SLOW_BRIDGE_URL')
 /** A bridge in front of a server that wants `Authorization: Bearer <authToken()>`. */
 export const authBridgeUrl = (): string => env('CHAINSYNC_TEST_AUTH_BRIDGE_URL');
 export const authToken = (): string => env('CHAINSYNC_TEST_AUTH_TOKEN');
+/** The page origin the auth bridge allows (CHAINSYNC_CORS_ORIGINS). */
+export const corsOrigin = (): string => env('CHAINSYNC_TEST_CORS_ORIGIN');
 
 export const UNKNOWN_JOB = '00000000-0000-4000-8000-000000000000';
 
