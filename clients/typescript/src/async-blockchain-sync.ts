@@ -119,13 +119,14 @@ export interface SyncResult {
   fromBlock: DecimalString;
   toBlock: DecimalString;
   /** Hash of toBlock: the chain the records were read from. */
-  toBlockHash?: string;
-  chainId?: DecimalString;
-  eventsCount?: number;
+  toBlockHash: string;
+  chainId: DecimalString;
+  /** Events seen in the range. */
+  eventsCount: number;
   /** Wall time of the job in milliseconds. */
   processingTime: number;
-  /** Set when the result was asked for one page at a time and more pages follow. */
-  nextPageToken?: string;
+  /** Records of each kind in the whole result (all pages). */
+  totals: { proposals: number; petitions: number; reports: number };
 }
 
 /** `GET /api/blockchain/sync/result/{jobId}`. */
@@ -133,6 +134,8 @@ export interface SyncResultResponse {
   success: true;
   result: SyncResult;
   completedAt: string;
+  /** With `pageSize`: pass as `pageToken` for the next page; absent on the last. */
+  nextPageToken?: string;
 }
 
 /** The body of `POST /api/blockchain/sync` (all optional; see design.md). */
@@ -337,7 +340,7 @@ export interface RequestOptions {
 }
 
 export interface GetResultOptions extends RequestOptions {
-  /** At most this many records of each kind; `result.nextPageToken` continues. */
+  /** At most this many records of each kind (1..10 000); the answer's `nextPageToken` continues. */
   pageSize?: number;
   pageToken?: string;
 }

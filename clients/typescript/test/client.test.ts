@@ -101,6 +101,33 @@ describe('start, status, result', () => {
     expect(await client.getResult(started.jobId)).toEqual(done);
   });
 
+  it('getResult pages with pageSize/pageToken add up to the whole result', async () => {
+    const client = fast();
+    const { jobId } = await client.startSync({ isFullSync: true });
+    const whole = await client.waitForResult(jobId, { intervalMs: 50 });
+    expect(whole.nextPageToken).toBeUndefined();
+    const kinds = ['proposals', 'petitions', 'reports'] as const;
+    const joined = { proposals: [], petitions: [], reports: [] } as Record<(typeof kinds)[number], unknown[]>;
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await client.getResult(jobId, { pageSize: 7, pageToken: token });
+      for (const kind of kinds) {
+        expect(page.result[kind].length).toBeLessThanOrEqual(7);
+        joined[kind].push(...page.result[kind]);
+      }
+      token = page.nextPageToken;
+      pages += 1;
+    } while (token && pages < 1000);
+    expect(pages).toBeGreaterThan(1);
+    for (const kind of kinds) {
+      expect(joined[kind]).toEqual(whole.result[kind]);
+      expect(whole.result.totals[kind]).toBe(whole.result[kind].length);
+    }
+    const bad = await client.getResult(jobId, { pageSize: 0 }).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ status: 400, field: 'pageSize' });
+  });
+
   it('waitForResult on a finished job answers at once (the first poll is immediate)', async () => {
     const client = fast();
     const { jobId } = await client.startSync({ blocksBack: 50 });
