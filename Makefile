@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench lint clean
+.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean
 
 install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
@@ -59,6 +59,9 @@ test: install
 
 bench: install
 	$(BIN)/python bench/bench.py
+
+bench-memory: install
+	$(BIN)/python bench/bench.py --memory
 
 lint: install
 	$(BIN)/ruff check server rest_bridge devnet clients tests proto bench

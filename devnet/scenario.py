@@ -76,6 +76,20 @@ SCALES = {
         build_history=0,
         serve_history=16,
     ),
+    # For the memory goal of `make bench --memory`: ten times the bench's events
+    # (about 200,000) in blocks as full as anvil's gas limit allows.
+    "memory": ScaleConfig(
+        "memory",
+        seed=200_000,
+        phases=(
+            Phase(creates_each=1, other_calls=500, txs_per_block=(1, 3), blocks=49_700),
+            Phase(creates_each=13_000, other_calls=185_000, txs_per_block=(350, 450), blocks=600),
+        ),
+        quiet_blocks=2,
+        tail_gap=(1, 3),
+        build_history=0,
+        serve_history=16,
+    ),
 }
 
 

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devnet", help="start anvil with the contracts deployed and seeded")
     p.add_argument("--port", type=int, default=8545)
     p.add_argument("--workdir", default=".devnet", help="where state and the deployment file live")
-    p.add_argument("--scale", default="demo", choices=["demo", "bench"])
+    p.add_argument("--scale", default="demo", choices=["demo", "bench", "memory"])
     p.add_argument("--fresh", action="store_true", help="rebuild the chain instead of loading the saved state")
     p.set_defaults(func=cmd_devnet)
 

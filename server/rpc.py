@@ -55,6 +55,14 @@ class TransientError(Exception):
     """A failure worth retrying: connection error, timeout, 429, 5xx, garbage."""
 
 
+class ResponseTooLarge(Exception):
+    """The answer grew past the size the caller allowed; it was not read to the end."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the node's answer is larger than {limit:,} bytes")
+        self.limit = limit
+
+
 def redact(url: str) -> str:
     """The URL without path or query, which often hold API keys."""
     parts = urlsplit(url)
@@ -110,8 +118,10 @@ class JsonRpc:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        return self.batch([(method, params)])[0]
+    def call(self, method: str, params: list[Any], *, max_response_bytes: int | None = None) -> Any:
+        """One call's result. With max_response_bytes, a larger answer raises ResponseTooLarge
+        after reading at most that much (memory stays bounded whatever the node sends)."""
+        return self._send([(method, params)], max_response_bytes)[0]
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """Results of the calls, in order, sent as JSON-RPC arrays of at most MAX_BATCH."""
@@ -120,7 +130,7 @@ class JsonRpc:
             results.extend(self._send(calls[start : start + MAX_BATCH]))
         return results
 
-    def _send(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    def _send(self, calls: Sequence[tuple[str, list[Any]]], max_response_bytes: int | None = None) -> list[Any]:
         with self._lock:
             ids = [next(self._ids) for _ in calls]
         single = len(calls) == 1
@@ -136,7 +146,7 @@ class JsonRpc:
             tries += 1
             try:
                 with _slots(url):
-                    answers = self._post(url, body)
+                    answers = self._post(url, body, max_response_bytes)
                 return _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
             except TransientError as exc:
                 last_error = f"{redact(url)}: {exc}"
@@ -154,15 +164,25 @@ class JsonRpc:
             {"tries": str(tries), "endpoint": last_error.split(": ", 1)[0], "error": last_error.split(": ", 1)[-1]},
         )
 
-    def _post(self, url: str, body: bytes) -> Any:
+    def _post(self, url: str, body: bytes, max_bytes: int | None) -> Any:
         try:
-            response = self._client.post(url, content=body, headers={"content-type": "application/json"})
+            with self._client.stream("POST", url, content=body, headers={"content-type": "application/json"}) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise TransientError(f"HTTP {response.status_code}")
+                if max_bytes is None:
+                    content = response.read()
+                else:
+                    parts, size = [], 0
+                    for part in response.iter_bytes():
+                        size += len(part)
+                        if size > max_bytes:
+                            raise ResponseTooLarge(max_bytes)
+                        parts.append(part)
+                    content = b"".join(parts)
         except httpx.HTTPError as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransientError(f"HTTP {response.status_code}")
         try:
-            return orjson.loads(response.content)
+            return orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
 

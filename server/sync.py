@@ -19,7 +19,7 @@ import grpc
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
-from server.rpc import JsonRpc, RpcError, TransientError, range_limit
+from server.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
 
 DEFAULT_BLOCKS_BACK = 1000
 GETTER_PAGE = 200  # entities read per JSON-RPC batch round (split into arrays of 100)
@@ -155,7 +155,8 @@ class SyncOptions:
     log_chunk_blocks: int = 2_000  # first eth_getLogs range
     log_chunk_max: int = 50_000  # growth stops here
     grow_after: int = 3  # successes in a row before the range doubles
-    max_logs_per_chunk: int = 10_000  # a chunk with more logs halves the next range (bounds memory)
+    max_logs_per_chunk: int = 10_000  # a chunk with more logs halves the next range
+    max_logs_bytes: int = 16 * 1024 * 1024  # a larger eth_getLogs answer is dropped and its range halved
     silent_changes: str = "auto"  # auto | trace | blocks | off: how event-less changes are found
     reorg_retries: int = 3
     keep_hashes: int = 64  # chunk-end hashes kept in the checkpoint
@@ -204,7 +205,8 @@ class SyncEngine:
     # -- the log scan ---------------------------------------------------------
 
     def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
-        logs = self.rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}])
+        logs = self.rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
+                             max_response_bytes=self.options.max_logs_bytes)
         if not isinstance(logs, list):
             raise TransientError("eth_getLogs answered something that is not a list")
         for log in logs:
@@ -219,8 +221,8 @@ class SyncEngine:
             stop = min(end, start + state["size"] - 1)
             try:
                 logs = self._retrying(lambda stop=stop: self._get_logs(start, stop, addresses))
-            except RpcError as err:
-                limit = range_limit(err)
+            except (RpcError, ResponseTooLarge) as err:
+                limit = RangeLimit(None) if isinstance(err, ResponseTooLarge) else range_limit(err)
                 if limit is None:
                     raise
                 asked = stop - start + 1
@@ -228,7 +230,7 @@ class SyncEngine:
                 if smaller < 1:
                     raise ChainsyncError(
                         grpc.StatusCode.RESOURCE_EXHAUSTED, "RESULT_TOO_LARGE",
-                        f"the provider refuses even one block ({start}) of logs: {err.message}",
+                        f"the provider refuses even one block ({start}) of logs: {err}",
                     ) from err
                 state["size"], state["streak"] = smaller, 0
                 if limit.suggested_blocks:
