@@ -60,6 +60,14 @@ async def sweep_expired(store: JobStore, retention_s: int, stop: asyncio.Event) 
             pass
 
 
+def redact_db(db: str) -> str:
+    """The store's location without a password, for logs."""
+    parts = urlsplit(db)
+    if parts.scheme and parts.password:
+        return db.replace(f":{parts.password}@", ":***@", 1)
+    return db
+
+
 def open_store(db: str) -> JobStore:
     """A SQLite path, or a ``postgresql://`` URL (``?schema=NAME`` puts the tables in that schema, made if missing)."""
     if db.startswith(("postgresql://", "postgres://")):
@@ -133,7 +141,7 @@ async def serve(settings: Settings) -> bool:
     for name in (service_names[0], ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.grpc_addr.rsplit(":", 1)[0]
-    print(f"chainsync gRPC JobService listening on {host}:{port} (store: {settings.db})", flush=True)
+    print(f"chainsync gRPC JobService listening on {host}:{port} (store: {redact_db(settings.db)})", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
