@@ -73,20 +73,34 @@ def run_ceiling(url: str, addresses: dict[str, str], start: int, end: int) -> di
     with httpx.Client(timeout=120) as client:
         for lo in range(start, end + 1, CHUNK):
             hi = min(end, lo + CHUNK - 1)
-            answer = post(client, url, {"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs",
-                                        "params": [{"fromBlock": hex(lo), "toBlock": hex(hi), "address": contracts}]})
+            answer = post(
+                client,
+                url,
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "eth_getLogs",
+                    "params": [{"fromBlock": hex(lo), "toBlock": hex(hi), "address": contracts}],
+                },
+            )
             logs.extend(answer["result"])
             requests += 1
         ids = touched_ids(logs, kinds, addresses)  # which getters to call; not decoding
         for kind, entity_ids in ids.items():
             calls = [kinds[kind].getter_call(addresses[KINDS[kind]], i, end) for i in sorted(entity_ids)]
             for first in range(0, len(calls), 100):
-                batch = [{"jsonrpc": "2.0", "id": n, "method": m, "params": p}
-                         for n, (m, p) in enumerate(calls[first : first + 100])]
+                batch = [
+                    {"jsonrpc": "2.0", "id": n, "method": m, "params": p}
+                    for n, (m, p) in enumerate(calls[first : first + 100])
+                ]
                 post(client, url, batch)
                 requests += 1
-    return {"seconds": time.perf_counter() - t0, "events": len(logs), "requests": requests,
-            "entities": sum(len(v) for v in ids.values())}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "events": len(logs),
+        "requests": requests,
+        "entities": sum(len(v) for v in ids.values()),
+    }
 
 
 def run_web3(url: str, addresses: dict[str, str], start: int, end: int) -> dict[str, Any]:
@@ -111,8 +125,9 @@ def run_web3(url: str, addresses: dict[str, str], start: int, end: int) -> dict[
     return {"seconds": time.perf_counter() - t0, "events": events}
 
 
-def run_naive(url: str, addresses: dict[str, str], start: int, end: int, sample_blocks: int,
-              dense_blocks: int) -> dict[str, Any]:
+def run_naive(
+    url: str, addresses: dict[str, str], start: int, end: int, sample_blocks: int, dense_blocks: int
+) -> dict[str, Any]:
     """The per-block loop: every block of the dense tail (where most events are) timed in full,
     plus sample_blocks of the sparse part timed and extrapolated to all of it."""
     from web3 import Web3
@@ -141,9 +156,13 @@ def run_naive(url: str, addresses: dict[str, str], start: int, end: int, sample_
 
 
 def run_chainsync(devnet, tmp: Path, silent: str) -> dict[str, Any]:
-    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp / f"jobs-{silent}.db",
-                     workers=1, extra_env={"CHAINSYNC_SILENT_CHANGES": silent,
-                                           "CHAINSYNC_LOG_CHUNK": str(CHUNK)}) as server:
+    with grpc_server(
+        rpc_url=devnet.url,
+        deployment_path=devnet.deployment_path,
+        db=tmp / f"jobs-{silent}.db",
+        workers=1,
+        extra_env={"CHAINSYNC_SILENT_CHANGES": silent, "CHAINSYNC_LOG_CHUNK": str(CHUNK)},
+    ) as server:
         with grpc.insecure_channel(server.addr) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             t0 = time.perf_counter()
@@ -155,20 +174,33 @@ def run_chainsync(devnet, tmp: Path, silent: str) -> dict[str, Any]:
                 raise SystemExit(f"the chainsync job did not complete: {job.error.code} {job.error.message}")
             with open(f"/proc/{server.proc.pid}/status") as status:
                 peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-    return {"seconds": seconds, "events": job.stats.events_found, "records": job.stats.records_total,
-            "peak_rss_mb": round(peak_kb / 1024, 1), "from_block": job.from_block, "to_block": job.to_block}
+    return {
+        "seconds": seconds,
+        "events": job.stats.events_found,
+        "records": job.stats.records_total,
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "from_block": job.from_block,
+        "to_block": job.to_block,
+    }
 
 
 def run_memory(out: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", "memory") as devnet:
         d = run_chainsync(devnet, Path(tmp), "off")
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["memory"] = {"events": d["events"], "blocks": d["to_block"] - d["from_block"] + 1,
-                         "records": d["records"], "seconds": round(d["seconds"], 2), "peak_rss_mb": d["peak_rss_mb"]}
+    results["memory"] = {
+        "events": d["events"],
+        "blocks": d["to_block"] - d["from_block"] + 1,
+        "records": d["records"],
+        "seconds": round(d["seconds"], 2),
+        "peak_rss_mb": d["peak_rss_mb"],
+    }
     out.write_text(json.dumps(results, indent=2) + "\n")
     verdict = "met" if d["peak_rss_mb"] < 300 else "NOT met"
-    print(f"{d['events']} events, {d['records']} records in {d['seconds']:.1f} s; server peak RSS "
-          f"{d['peak_rss_mb']} MB (goal < 300 MB: {verdict}); wrote {out}")
+    print(
+        f"{d['events']} events, {d['records']} records in {d['seconds']:.1f} s; server peak RSS "
+        f"{d['peak_rss_mb']} MB (goal < 300 MB: {verdict}); wrote {out}"
+    )
     return 0
 
 
@@ -178,9 +210,12 @@ def main() -> int:
     parser.add_argument("--naive-blocks", type=int, default=150, help="sparse blocks timed for the per-block loop")
     parser.add_argument("--naive-dense-blocks", type=int, default=160, help="dense tail timed in full")
     parser.add_argument("--out", default=str(REPO / "bench" / "results.json"))
-    parser.add_argument("--memory", action="store_true",
-                        help="only the memory goal: a chainsync full sync of the ~200,000-event chain "
-                             "(built on first use: about 20 minutes here), its server's peak RSS")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="only the memory goal: a chainsync full sync of the ~200,000-event chain "
+        "(built on first use: about 20 minutes here), its server's peak RSS",
+    )
     args = parser.parse_args()
     if args.memory:
         return run_memory(Path(args.out))
@@ -188,8 +223,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", args.scale) as devnet:
         addresses = {k: v for k, v in devnet.deployment.items() if isinstance(v, str)}
         start = min(devnet.deployment["deploymentBlocks"].values())
-        end = int(httpx.post(devnet.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber",
-                                               "params": []}).json()["result"], 16)
+        end = int(
+            httpx.post(devnet.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).json()[
+                "result"
+            ],
+            16,
+        )
         blocks = end - start + 1
         print(f"bench chain: blocks {start}..{end}", flush=True)
         d = run_chainsync(devnet, Path(tmp), "off")
@@ -229,34 +268,46 @@ def main() -> int:
         "ratio_vs_web3": round(b["seconds"] / d["seconds"], 2),
         "ratio_vs_naive": round(naive_seconds / d["seconds"], 1),
         "peak_rss_mb": d["peak_rss_mb"],
-        "silent_changes_seconds": {"off": round(d["seconds"], 3),
-                                   **{s: round(r["seconds"], 3) for s, r in silent.items()}},
+        "silent_changes_seconds": {
+            "off": round(d["seconds"], 3),
+            **{s: round(r["seconds"], 3) for s, r in silent.items()},
+        },
     }
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     if "memory" in previous:
         results["memory"] = previous["memory"]  # from the last `make bench-memory`
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    goals = [("d/a >= 0.5", results["ratio_vs_ceiling"] >= 0.5), ("d/b >= 10", results["ratio_vs_web3"] >= 10),
-             ("d/c >= 30", results["ratio_vs_naive"] >= 30)]
+    goals = [
+        ("d/a >= 0.5", results["ratio_vs_ceiling"] >= 0.5),
+        ("d/b >= 10", results["ratio_vs_web3"] >= 10),
+        ("d/c >= 30", results["ratio_vs_naive"] >= 30),
+    ]
     print()
     print(f"{events} events over {blocks} blocks ({a['entities']} entities read at the head)")
     print("| path | seconds | events/s | blocks/s |")
     print("| --- | ---: | ---: | ---: |")
-    for name, key, secs in [("a. ceiling (bare HTTP + JSON)", "ceiling", a["seconds"]),
-                            ("b. web3.py documented path", "web3", b["seconds"]),
-                            (f"c. naive per-block loop (extrapolated from {c['timed_blocks']} blocks)", "naive",
-                             naive_seconds),
-                            ("d. chainsync job via gRPC", "chainsync", d["seconds"])]:
+    for name, key, secs in [
+        ("a. ceiling (bare HTTP + JSON)", "ceiling", a["seconds"]),
+        ("b. web3.py documented path", "web3", b["seconds"]),
+        (f"c. naive per-block loop (extrapolated from {c['timed_blocks']} blocks)", "naive", naive_seconds),
+        ("d. chainsync job via gRPC", "chainsync", d["seconds"]),
+    ]:
         print(f"| {name} | {secs:.2f} | {results[key + '_events_per_s']:,} | {results[key + '_blocks_per_s']:,} |")
     print()
-    print(f"d/a {results['ratio_vs_ceiling']} · d/b {results['ratio_vs_web3']} · d/c {results['ratio_vs_naive']} · "
-          f"server peak RSS {results['peak_rss_mb']} MB")
-    print("event-less change scan: " + ", ".join(f"{k} {v:.2f} s" for k, v in results["silent_changes_seconds"].items()))
+    print(
+        f"d/a {results['ratio_vs_ceiling']} · d/b {results['ratio_vs_web3']} · d/c {results['ratio_vs_naive']} · "
+        f"server peak RSS {results['peak_rss_mb']} MB"
+    )
+    print(
+        "event-less change scan: " + ", ".join(f"{k} {v:.2f} s" for k, v in results["silent_changes_seconds"].items())
+    )
     print("goals: " + ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in goals))
     memory = results.get("memory")
     if memory:
-        print(f"memory goal (last `make bench-memory`): {memory['events']:,} events, server peak RSS "
-              f"{memory['peak_rss_mb']} MB (goal < 300 MB: {'met' if memory['peak_rss_mb'] < 300 else 'NOT met'})")
+        print(
+            f"memory goal (last `make bench-memory`): {memory['events']:,} events, server peak RSS "
+            f"{memory['peak_rss_mb']} MB (goal < 300 MB: {'met' if memory['peak_rss_mb'] < 300 else 'NOT met'})"
+        )
     else:
         print("memory goal: run `make bench-memory` (builds a ~200,000-event chain once, about 20 minutes)")
     print(f"wrote {args.out}")

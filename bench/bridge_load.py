@@ -57,8 +57,11 @@ async def poller(host: str, port: int, path: str, deadline: float, interval: flo
             t0 = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - t0)
             if not head.startswith(b"HTTP/1.1 200"):
@@ -74,8 +77,12 @@ async def poll(url: str, pollers: int, seconds: float, interval: float) -> tuple
     parsed = httpx.URL(url)
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
-    errors = await asyncio.gather(*(poller(parsed.host, parsed.port, parsed.raw_path.decode(), deadline, interval,
-                                           latencies) for _ in range(pollers)))
+    errors = await asyncio.gather(
+        *(
+            poller(parsed.host, parsed.port, parsed.raw_path.decode(), deadline, interval, latencies)
+            for _ in range(pollers)
+        )
+    )
     return latencies, sum(errors)
 
 
@@ -105,8 +112,11 @@ def main() -> int:
                 httpx.get(url, timeout=30).raise_for_status()
                 shares = [args.pollers // args.procs + (i < args.pollers % args.procs) for i in range(args.procs)]
                 queue: multiprocessing.Queue = multiprocessing.Queue()
-                procs = [multiprocessing.Process(target=client_process, args=(url, n, args.seconds, args.interval,
-                                                                              queue)) for n in shares if n]
+                procs = [
+                    multiprocessing.Process(target=client_process, args=(url, n, args.seconds, args.interval, queue))
+                    for n in shares
+                    if n
+                ]
                 t0 = time.perf_counter()
                 for p in procs:
                     p.start()
@@ -120,11 +130,19 @@ def main() -> int:
     errors = sum(e for _, e in results)
     ms = [lat * 1000 for lat in latencies]
     report = {
-        "pollers": args.pollers, "clientProcesses": len(procs), "intervalSeconds": args.interval,
-        "seconds": round(elapsed, 2), "requests": len(ms), "errors": errors,
+        "pollers": args.pollers,
+        "clientProcesses": len(procs),
+        "intervalSeconds": args.interval,
+        "seconds": round(elapsed, 2),
+        "requests": len(ms),
+        "errors": errors,
         "requestsPerSecond": round(len(ms) / elapsed, 1),
-        "latencyMs": {"p50": round(statistics.median(ms), 2), "p90": round(percentile(ms, 90), 2),
-                      "p99": round(percentile(ms, 99), 2), "max": round(max(ms), 2)},
+        "latencyMs": {
+            "p50": round(statistics.median(ms), 2),
+            "p90": round(percentile(ms, 90), 2),
+            "p99": round(percentile(ms, 99), 2),
+            "max": round(max(ms), 2),
+        },
     }
     print(json.dumps(report, indent=2))
     return 0 if errors == 0 else 1

@@ -52,7 +52,9 @@ def main() -> int:
     from devnet.command import open_devnet
 
     with tempfile.TemporaryDirectory() as tmp, open_devnet(Path(".devnet"), "demo", free_port()) as devnet:
-        with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=Path(tmp) / "jobs.db") as server:
+        with grpc_server(
+            rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=Path(tmp) / "jobs.db"
+        ) as server:
             idle_rss, _ = rss_mb(server.proc.pid)
             with grpc.insecure_channel(server.addr) as channel:
                 stub = jobs_pb2_grpc.JobServiceStub(channel)

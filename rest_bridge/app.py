@@ -46,7 +46,8 @@ CHANNEL_OPTIONS = [
 
 JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
 BEARER_SCHEME = {
-    "type": "http", "scheme": "bearer",
+    "type": "http",
+    "scheme": "bearer",
     "description": "`Authorization: Bearer <token>`, passed through to the gRPC server as metadata. Needed when "
     "the server runs with CHAINSYNC_API_TOKEN; /healthz, /openapi.json and /docs are open.",
 }
@@ -75,7 +76,9 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "The gRPC server is unreachable (GRPC_UNAVAILABLE) or the node is (RPC_UNAVAILABLE)",
         504: "The gRPC server did not answer in time (GRPC_TIMEOUT)",
     }
-    return {s: {"model": models.ErrorBody, "description": text[s]} for s in sorted({*statuses, 400, 401, 500, 503, 504})}
+    return {
+        s: {"model": models.ErrorBody, "description": text[s]} for s in sorted({*statuses, 400, 401, 500, 503, 504})
+    }
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -193,15 +196,24 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return error_response(500, f"internal error in the REST bridge ({type(exc).__name__})", "INTERNAL")
 
     @app.post(
-        "/api/blockchain/sync", status_code=202, response_model=models.StartResponse, tags=["sync"], openapi_extra=SECURED,
-        summary="Start a sync job (returns its id at once)", responses=_errors(413, 429),
+        "/api/blockchain/sync",
+        status_code=202,
+        response_model=models.StartResponse,
+        tags=["sync"],
+        openapi_extra=SECURED,
+        summary="Start a sync job (returns its id at once)",
+        responses=_errors(413, 429),
     )
     async def start_sync(
         request: Request,
         body: Annotated[models.StartSyncBody, Body(...)],
-        idempotency_key: Annotated[models.RequestId | None, Header(
-            alias="Idempotency-Key", description="Same as `requestId`: the same key within 24 h returns the first job.",
-        )] = None,
+        idempotency_key: Annotated[
+            models.RequestId | None,
+            Header(
+                alias="Idempotency-Key",
+                description="Same as `requestId`: the same key within 24 h returns the first job.",
+            ),
+        ] = None,
     ) -> Response:
         if idempotency_key and body.requestId and idempotency_key != body.requestId:
             raise BadRequest("Idempotency-Key", "Idempotency-Key: differs from the body's requestId")
@@ -221,22 +233,31 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         )
 
     @app.get(
-        "/api/blockchain/sync/status/{jobId}", response_model=models.StatusResponse, tags=["sync"], openapi_extra=SECURED,
-        summary="A job's status and progress", responses=_errors(404),
+        "/api/blockchain/sync/status/{jobId}",
+        response_model=models.StatusResponse,
+        tags=["sync"],
+        openapi_extra=SECURED,
+        summary="A job's status and progress",
+        responses=_errors(404),
     )
     async def job_status(request: Request, job_id: JobId) -> Response:
-        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
+        job = await stub().GetJob(
+            jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
+        )
         return FastJSON({"success": True, "job": job_json(job)})
 
     @app.get(
-        "/api/blockchain/sync/result/{jobId}", response_model=models.ResultResponse, tags=["sync"], openapi_extra=SECURED,
+        "/api/blockchain/sync/result/{jobId}",
+        response_model=models.ResultResponse,
+        tags=["sync"],
+        openapi_extra=SECURED,
         summary="The records of a completed job",
         description=(
             "The spec's shape by default, every record at once. With `pageSize`, at most that many records of "
             "each kind; `nextPageToken` continues. With `Accept: application/x-ndjson`, a stream of one JSON "
-            "object per line: `{\"kind\": \"proposals\", ...record}` for each record (pages interleave the kinds, "
-            "each kind in order), then `{\"kind\": \"summary\", ...}`; an error between pages ends the stream "
-            "with a `{\"kind\": \"error\", ...}` line."
+            'object per line: `{"kind": "proposals", ...record}` for each record (pages interleave the kinds, '
+            'each kind in order), then `{"kind": "summary", ...}`; an error between pages ends the stream '
+            'with a `{"kind": "error", ...}` line.'
         ),
         responses={
             **_errors(404, 409),
@@ -246,23 +267,27 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
     async def job_result(
         request: Request,
         job_id: JobId,
-        page_size: Annotated[int | None, Query(alias="pageSize", ge=1, le=10_000,
-                                               description="At most this many records of each kind.")] = None,
-        page_token: Annotated[str | None, Query(alias="pageToken", max_length=1024,
-                                                description="`nextPageToken` of the previous page.")] = None,
+        page_size: Annotated[
+            int | None, Query(alias="pageSize", ge=1, le=10_000, description="At most this many records of each kind.")
+        ] = None,
+        page_token: Annotated[
+            str | None, Query(alias="pageToken", max_length=1024, description="`nextPageToken` of the previous page.")
+        ] = None,
     ) -> Response:
         streaming = NDJSON in request.headers.get("accept", "")
         size = page_size or (NDJSON_PAGE if streaming else 0)
         first = await stub().GetResult(
             jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=page_token or ""),
-            metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S,
+            metadata=metadata_of(request),
+            timeout=UNARY_TIMEOUT_S,
         )
         if not streaming:
             return FastJSON(result_json(first))
 
         async def fetch(token: str) -> jobs_pb2.SyncResult:
             return await stub().GetResult(
-                jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=token), metadata=metadata_of(request),
+                jobs_pb2.GetResultRequest(job_id=job_id, page_size=size, page_token=token),
+                metadata=metadata_of(request),
                 timeout=UNARY_TIMEOUT_S,
             )
 
@@ -270,7 +295,11 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return StreamingResponse(body, media_type=NDJSON)
 
     @app.get(
-        "/api/blockchain/sync/events/{jobId}", tags=["sync"], openapi_extra=SECURED, response_class=EventStream, status_code=200,
+        "/api/blockchain/sync/events/{jobId}",
+        tags=["sync"],
+        openapi_extra=SECURED,
+        response_class=EventStream,
+        status_code=200,
         summary="Server-sent events of a job's progress (mirrors WatchJob)",
         description=(
             "`text/event-stream`: an `event: job` with `id: <sequence>` and the status endpoint's job object as "
@@ -289,10 +318,12 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
     async def job_events_stream(
         request: Request,
         job_id: JobId,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20,
-                                                    description="Resume after this event id.")] = None,
-        last_event_query: Annotated[int | None, Query(alias="lastEventId", ge=0,
-                                                      description="Same as Last-Event-ID.")] = None,
+        last_event_id: Annotated[
+            str | None, Header(alias="Last-Event-ID", max_length=20, description="Resume after this event id.")
+        ] = None,
+        last_event_query: Annotated[
+            int | None, Query(alias="lastEventId", ge=0, description="Same as Last-Event-ID.")
+        ] = None,
     ) -> Response:
         after = last_event_query or 0
         if last_event_id:
@@ -305,21 +336,31 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
             if first is grpc.aio.EOF:
                 return Response(status_code=204)
             return EventStream(job_events(call, first, sse_ping_s, grpc_target))
-        job = await stub().GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
+        job = await stub().GetJob(
+            jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
+        )
         if job.state in TERMINAL:
             # WatchJob after the job's last sequence would wait for an event that never comes: ask for the last one.
-            probe = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
+            probe = stub().WatchJob(
+                jobs_pb2.WatchJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
+            )
             try:
                 final = await probe.read()
             finally:
                 probe.cancel()
             if final is grpc.aio.EOF or final.sequence <= after:
                 return Response(status_code=204)
-        call = stub().WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=metadata_of(request))
+        call = stub().WatchJob(
+            jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=after), metadata=metadata_of(request)
+        )
         return EventStream(job_events(call, None, sse_ping_s, grpc_target))
 
     @app.get(
-        "/jobs", response_model=models.ListJobsResponse, tags=["jobs"], openapi_extra=SECURED, summary="Jobs, newest first",
+        "/jobs",
+        response_model=models.ListJobsResponse,
+        tags=["jobs"],
+        openapi_extra=SECURED,
+        summary="Jobs, newest first",
         description="Filter by `status` and `type`; page with `page` and `limit`, or follow `nextPageToken` "
         "(passed back as `pageToken`), which stays stable while new jobs arrive.",
         responses=_errors(),
@@ -341,13 +382,16 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
                 page_token=token,
                 skip=0 if token else (number - 1) * limit,
             ),
-            metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S,
+            metadata=metadata_of(request),
+            timeout=UNARY_TIMEOUT_S,
         )
         body: dict[str, Any] = {
             "success": True,
             "jobs": [job_json(j) for j in response.jobs],
             "pagination": {
-                "page": number, "limit": limit, "total": response.total_size,
+                "page": number,
+                "limit": limit,
+                "total": response.total_size,
                 "totalPages": math.ceil(response.total_size / limit),
             },
         }
@@ -356,22 +400,34 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
         return FastJSON(body)
 
     @app.post(
-        "/jobs/{jobId}:cancel", response_model=models.StatusResponse, tags=["jobs"], openapi_extra=SECURED, summary="Cancel a job",
+        "/jobs/{jobId}:cancel",
+        response_model=models.StatusResponse,
+        tags=["jobs"],
+        openapi_extra=SECURED,
+        summary="Cancel a job",
         description="A running job stops within a second or two and ends `cancelled`; a pending one never starts. "
         "Answers with the job as it is now (it may still say `running` for a moment). Any body is ignored.",
         responses=_errors(404),
     )
     async def cancel_job(request: Request, job_id: JobId) -> Response:
-        job = await stub().CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
+        job = await stub().CancelJob(
+            jobs_pb2.CancelJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
+        )
         return FastJSON({"success": True, "job": job_json(job)})
 
     @app.delete(
-        "/jobs/{jobId}", response_model=models.DeleteResponse, tags=["jobs"], openapi_extra=SECURED, summary="Delete a job and its result",
+        "/jobs/{jobId}",
+        response_model=models.DeleteResponse,
+        tags=["jobs"],
+        openapi_extra=SECURED,
+        summary="Delete a job and its result",
         description="A running job is cancelled first; 409 JOB_STILL_RUNNING if it has not stopped within 5 s.",
         responses=_errors(404, 409),
     )
     async def delete_job(request: Request, job_id: JobId) -> Response:
-        await stub().DeleteJob(jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S)
+        await stub().DeleteJob(
+            jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
+        )
         return FastJSON({"success": True, "jobId": job_id, "message": f"job {job_id} deleted"})
 
     @app.get("/healthz", response_model=models.Health, tags=["meta"], summary="The bridge is up (no auth)")
@@ -388,7 +444,9 @@ def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping
                     responses.pop("422", None)
                     for status, response in responses.items():  # errors are JSON, even on the event stream
                         if int(status) >= 400:
-                            response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                            response["content"] = {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                            }
             for name in ("HTTPValidationError", "ValidationError"):
                 doc.get("components", {}).get("schemas", {}).pop(name, None)
             doc.setdefault("components", {})["securitySchemes"] = {"bearer": BEARER_SCHEME}
@@ -420,8 +478,9 @@ def run(grpc_target: str, http_addr: str) -> None:
     ping_s = _float_env("CHAINSYNC_SSE_PING_SECONDS", DEFAULT_PING_S)
     host, port = http_addr.rsplit(":", 1)
     print(f"chainsync REST bridge on http://{host}:{port} -> gRPC {grpc_target}", flush=True)
-    uvicorn.run(create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s), host=host, port=int(port),
-                log_level="warning")
+    uvicorn.run(
+        create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s), host=host, port=int(port), log_level="warning"
+    )
 
 
 __all__ = ["create_app", "run"]

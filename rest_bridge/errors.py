@@ -55,8 +55,9 @@ def error_body(message: str, code: str, details: dict[str, Any] | None = None) -
     return {"success": False, "error": message, "code": code, "details": details or {}}
 
 
-def error_response(status: int, message: str, code: str, details: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, code: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return FastJSON(error_body(message, code, details), status_code=status, headers=headers)
 
 

@@ -52,7 +52,10 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
-            413, f"body: larger than {self.max_bytes} bytes", "BODY_TOO_LARGE", {"field": "body"},
+            413,
+            f"body: larger than {self.max_bytes} bytes",
+            "BODY_TOO_LARGE",
+            {"field": "body"},
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)

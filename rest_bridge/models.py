@@ -135,7 +135,10 @@ def _record_model(message: Any) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for f in message.DESCRIPTOR.fields:
         if f.message_type is not None:
-            fields[f.json_name] = (Provenance | None, Field(..., description="null when the creating event is outside the range"))
+            fields[f.json_name] = (
+                Provenance | None,
+                Field(..., description="null when the creating event is outside the range"),
+            )
         else:
             fields[f.json_name] = (_SCALARS[f.type], ...)
     return create_model(message.DESCRIPTOR.name, __base__=Strict, __doc__=message.DESCRIPTOR.name, **fields)

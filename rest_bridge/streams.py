@@ -64,8 +64,11 @@ async def job_events(call: Any, first: jobs_pb2.JobEvent | None, ping_s: float, 
 
 
 async def ndjson_records(
-    fetch: Callable[[str], Awaitable[jobs_pb2.SyncResult]], first: jobs_pb2.SyncResult, page_size: int,
-    completed_at: str, target: str,
+    fetch: Callable[[str], Awaitable[jobs_pb2.SyncResult]],
+    first: jobs_pb2.SyncResult,
+    page_size: int,
+    completed_at: str,
+    target: str,
 ) -> AsyncIterator[bytes]:
     """One line per record (``{"kind": "proposals", ...}``), page by page, then a ``summary`` line.
 
@@ -89,8 +92,13 @@ async def ndjson_records(
         _, body = rpc_error_parts(err, target)
         yield orjson.dumps({"kind": "error", **body}) + b"\n"
         return
-    summary = {"kind": "summary", "jobId": first.job_id, **result_summary_json(first), "completedAt": completed_at,
-               "sent": sent}
+    summary = {
+        "kind": "summary",
+        "jobId": first.job_id,
+        **result_summary_json(first),
+        "completedAt": completed_at,
+        "sent": sent,
+    }
     yield orjson.dumps(summary) + b"\n"
 
 

@@ -155,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     # The client commands have their own parser (clients/python/chainsync_client/cli.py); main() hands them over.
     sub.add_parser("sync", help="start a sync job and follow its progress (chainsync sync --help)", add_help=False)
-    sub.add_parser("jobs", help="list, show, cancel, delete jobs, fetch results (chainsync jobs --help)",
-                   add_help=False)
+    sub.add_parser(
+        "jobs", help="list, show, cancel, delete jobs, fetch results (chainsync jobs --help)", add_help=False
+    )
     return parser
 
 

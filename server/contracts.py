@@ -102,6 +102,7 @@ def _word(data: bytes, at: int) -> bytes:
 def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
     """A decoder for one head word of a flat tuple, or None when eth_abi must do it."""
     if abi_type == "string":
+
         def string(data: bytes, at: int) -> str:
             offset = int.from_bytes(_word(data, at), "big")
             length = int.from_bytes(_word(data, offset), "big")
@@ -109,28 +110,35 @@ def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
             if len(padded) != -(-length // _WORD) * _WORD or any(padded[length:]):
                 raise ValueError("string runs past the end of the return data or has dirty padding")
             return padded[:length].decode("utf-8")
+
         return string
     if abi_type == "bool":
+
         def boolean(data: bytes, at: int) -> bool:
             value = int.from_bytes(_word(data, at), "big")
             if value > 1:
                 raise ValueError(f"bool word holds {value}")
             return value == 1
+
         return boolean
     if abi_type == "address":
+
         def address(data: bytes, at: int) -> str:
             word = _word(data, at)
             if word[:12] != bytes(12):
                 raise ValueError("address word has non-zero padding")
             return "0x" + word[12:].hex()
+
         return address
     if abi_type.startswith("uint"):
         bits = int(abi_type[4:] or 256)
+
         def uint(data: bytes, at: int) -> int:
             value = int.from_bytes(_word(data, at), "big")
             if value >> bits:
                 raise ValueError(f"{abi_type} word out of range")
             return value
+
         return uint
     return None
 

@@ -20,7 +20,9 @@ log = logging.getLogger("chainsync.grpc")
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: ChainsyncError) -> None:
-    await context.abort(exc.code, exc.message, trailing_metadata=(("grpc-status-details-bin", exc.to_status_details()),))
+    await context.abort(
+        exc.code, exc.message, trailing_metadata=(("grpc-status-details-bin", exc.to_status_details()),)
+    )
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -86,7 +88,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if hmac.compare_digest(given, self._expected):
             return handler
         reason = "MISSING_TOKEN" if not given else "INVALID_TOKEN"
-        return _refuse(handler, ChainsyncError(
-            grpc.StatusCode.UNAUTHENTICATED, reason,
-            "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
-        ))
+        return _refuse(
+            handler,
+            ChainsyncError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                reason,
+                "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
+            ),
+        )

@@ -114,14 +114,19 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats = SyncStats(blocks_total=rng.size, blocks_done=scanned_to - rng.from_block + 1)
         verb = "Resuming" if job.attempts > 1 else "Syncing"
-        ctx.report(0, f"{verb} blocks {rng.from_block}..{rng.to_block}", stats.as_dict(), force=True,
-                   from_block=rng.from_block, to_block=rng.to_block)
+        ctx.report(
+            0,
+            f"{verb} blocks {rng.from_block}..{rng.to_block}",
+            stats.as_dict(),
+            force=True,
+            from_block=rng.from_block,
+            to_block=rng.to_block,
+        )
 
         def progress(s: SyncStats, message: str) -> None:
             ctx.report(s.percent(), message, s.as_dict())
 
-        counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress,
-                            journal)
+        counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress, journal)
         ctx.check()
         summary = ResultSummary(
             from_block=rng.from_block,
@@ -133,8 +138,13 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
             record_counts=counts,
         )
         total = sum(counts.values())
-        store.finish(job.id, "completed", summary=summary, stats=stats.as_dict(),
-                     message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}")
+        store.finish(
+            job.id,
+            "completed",
+            summary=summary,
+            stats=stats.as_dict(),
+            message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
+        )
     except JobStopped as stop:
         _stopped(ctx, stop.why, stats)
     except ChainsyncError as exc:
@@ -146,8 +156,13 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         store.finish(job.id, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
         log.exception("job %s failed unexpectedly", job.id)
-        store.finish(job.id, "failed", message="Failed", error_code="INTERNAL",
-                     error_message=f"internal error: {type(exc).__name__}: {exc}")
+        store.finish(
+            job.id,
+            "failed",
+            message="Failed",
+            error_code="INTERNAL",
+            error_message=f"internal error: {type(exc).__name__}: {exc}",
+        )
     finally:
         rpc.close()
 
@@ -156,14 +171,26 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
     job = ctx.job
     last = stats.as_dict() if stats else None
     if why == "timeout":
-        ctx.store.finish(job.id, "failed", message="Timed out", error_code="JOB_TIMEOUT", stats=last,
-                         error_message=f"the job ran longer than its timeout of {job.timeout_s} s; start it again "
-                                       "with a smaller range or a larger timeoutSeconds")
+        ctx.store.finish(
+            job.id,
+            "failed",
+            message="Timed out",
+            error_code="JOB_TIMEOUT",
+            stats=last,
+            error_message=f"the job ran longer than its timeout of {job.timeout_s} s; start it again "
+            "with a smaller range or a larger timeoutSeconds",
+        )
     elif why == "cancelled":
         current = ctx.store.get(job.id)
         if current is not None and current.cancel_requested:
-            ctx.store.finish(job.id, "cancelled", message="Cancelled", error_code="JOB_CANCELLED", stats=last,
-                             error_message="cancelled by request")
+            ctx.store.finish(
+                job.id,
+                "cancelled",
+                message="Cancelled",
+                error_code="JOB_CANCELLED",
+                stats=last,
+                error_message="cancelled by request",
+            )
         # else: the lease went to another worker; it is that worker's job now
     else:  # shutdown: back to pending, to resume from the checkpoint
         ctx.store.release(job.id, ctx.owner)

@@ -166,7 +166,9 @@ class JsonRpc:
 
     def _post(self, url: str, body: bytes, max_bytes: int | None) -> Any:
         try:
-            with self._client.stream("POST", url, content=body, headers={"content-type": "application/json"}) as response:
+            with self._client.stream(
+                "POST", url, content=body, headers={"content-type": "application/json"}
+            ) as response:
                 if response.status_code == 429 or response.status_code >= 500:
                     raise TransientError(f"HTTP {response.status_code}")
                 if max_bytes is None:

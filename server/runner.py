@@ -63,23 +63,33 @@ class JobContext:
         if why:
             raise JobStopped(why)
 
-    def report(self, progress: int, message: str, stats: dict[str, Any], *, force: bool = False,
-               from_block: int | None = None, to_block: int | None = None) -> None:
+    def report(
+        self,
+        progress: int,
+        message: str,
+        stats: dict[str, Any],
+        *,
+        force: bool = False,
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> None:
         self.check()
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
             return
         self._last_write = now
-        self.store.update_progress(self.job.id, progress=progress, message=message, stats=stats,
-                                   from_block=from_block, to_block=to_block)
+        self.store.update_progress(
+            self.job.id, progress=progress, message=message, stats=stats, from_block=from_block, to_block=to_block
+        )
 
 
 Execute = Callable[[JobContext], None]
 
 
 class Runner:
-    def __init__(self, store: JobStore, execute: Execute, workers: int, *, lease_s: float = 15.0,
-                 poll_interval_s: float = 0.5) -> None:
+    def __init__(
+        self, store: JobStore, execute: Execute, workers: int, *, lease_s: float = 15.0, poll_interval_s: float = 0.5
+    ) -> None:
         self.store = store
         self.execute = execute
         self.workers = workers

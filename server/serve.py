@@ -122,9 +122,7 @@ async def serve(settings: Settings) -> bool:
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobService(store, runner.wake, settings.job_timeout_s), server
-    )
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(store, runner.wake, settings.job_timeout_s), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (

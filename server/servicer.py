@@ -64,7 +64,9 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
     if request.HasField("blocks_back"):
         if not 1 <= request.blocks_back <= MAX_BLOCKS_BACK:
             raise invalid_argument(
-                "blocksBack", f"must be between 1 and {MAX_BLOCKS_BACK:,}, got {request.blocks_back}", "INVALID_BLOCKS_BACK"
+                "blocksBack",
+                f"must be between 1 and {MAX_BLOCKS_BACK:,}, got {request.blocks_back}",
+                "INVALID_BLOCKS_BACK",
             )
         if explicit_range:
             raise invalid_argument("blocksBack", "cannot be combined with fromBlock/toBlock")
@@ -91,7 +93,9 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
     timeout_s = default_timeout_s
     if request.HasField("timeout_seconds"):
         if not 1 <= request.timeout_seconds <= MAX_TIMEOUT_S:
-            raise invalid_argument("timeoutSeconds", f"must be between 1 and {MAX_TIMEOUT_S}, got {request.timeout_seconds}")
+            raise invalid_argument(
+                "timeoutSeconds", f"must be between 1 and {MAX_TIMEOUT_S}, got {request.timeout_seconds}"
+            )
         timeout_s = request.timeout_seconds
         body["timeoutSeconds"] = timeout_s
     if request.request_id and not REQUEST_ID_RE.match(request.request_id):
@@ -166,7 +170,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def StartSync(self, request, context):
         job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
         new = JobRecord(
-            id=str(uuid.uuid4()), type=job_type, request=body, timeout_s=timeout_s,
+            id=str(uuid.uuid4()),
+            type=job_type,
+            request=body,
+            timeout_s=timeout_s,
             request_id=request.request_id or None,
         )
         job = await asyncio.to_thread(self.store.create, new)
@@ -287,7 +294,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 job = await asyncio.to_thread(self.store.get, job.id) or job
             if not job.finished:
                 raise ChainsyncError(
-                    grpc.StatusCode.ABORTED, "JOB_STILL_RUNNING",
+                    grpc.StatusCode.ABORTED,
+                    "JOB_STILL_RUNNING",
                     f"job {job.id} was asked to cancel but has not stopped yet; try the delete again",
                     {"jobId": job.id, "state": job.state},
                 )

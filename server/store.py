@@ -98,12 +98,26 @@ class JobStore(Protocol):
     def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Renews the lease; False when the job is no longer this owner's to run (or cancel was asked)."""
 
-    def update_progress(self, job_id: str, *, progress: int, message: str, stats: dict[str, Any],
-                        from_block: int | None = None, to_block: int | None = None) -> None:
+    def update_progress(
+        self,
+        job_id: str,
+        *,
+        progress: int,
+        message: str,
+        stats: dict[str, Any],
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> None:
         """Progress never goes down; only a running job is touched."""
 
-    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
-                   records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
+    def save_chunk(
+        self,
+        job_id: str,
+        *,
+        checkpoint: dict[str, Any],
+        touched: list[tuple] | None = None,
+        records: tuple[str, list[dict[str, Any]]] | None = None,
+    ) -> None:
         """Writes what one chunk of work found, and the checkpoint after it, atomically.
 
         ``touched``: (kind, entity_id, block, log_index or -1, created provenance or None) rows.
@@ -122,9 +136,17 @@ class JobStore(Protocol):
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """A pending job ends cancelled at once; a running one is flagged and its worker stops."""
 
-    def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
-               error_message: str | None = None, summary: ResultSummary | None = None,
-               stats: dict[str, Any] | None = None) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        message: str,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        summary: ResultSummary | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> bool:
         """Moves an unfinished job to a terminal state (with its last stats); False if it already was in one."""
 
     def release(self, job_id: str, owner: str) -> None:
@@ -133,8 +155,9 @@ class JobStore(Protocol):
     def events(self, job_id: str, after: int) -> list[tuple[int, float, dict[str, Any]]]:
         """(sequence, time, job snapshot) of the changes after sequence ``after``."""
 
-    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
-                  skip: int = 0) -> JobPage: ...
+    def list_jobs(
+        self, *, state: str | None, job_type: str | None, page_size: int, page_token: str, skip: int = 0
+    ) -> JobPage: ...
 
     def delete(self, job_id: str) -> bool: ...
 
@@ -299,8 +322,17 @@ class SqlJobStore:
             db.execute(
                 "INSERT INTO jobs (id, type, state, progress, message, request, request_id, timeout_s, created_at, "
                 "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (job.id, job.type, job.state, job.progress, job.message, json.dumps(job.request),
-                 job.request_id, job.timeout_s, job.created_at),
+                (
+                    job.id,
+                    job.type,
+                    job.state,
+                    job.progress,
+                    job.message,
+                    json.dumps(job.request),
+                    job.request_id,
+                    job.timeout_s,
+                    job.created_at,
+                ),
             )
             return self._changed(db, job.id)
 
@@ -332,8 +364,16 @@ class SqlJobStore:
             ).rowcount
         return bool(changed)
 
-    def update_progress(self, job_id: str, *, progress: int, message: str, stats: dict[str, Any],
-                        from_block: int | None = None, to_block: int | None = None) -> None:
+    def update_progress(
+        self,
+        job_id: str,
+        *,
+        progress: int,
+        message: str,
+        stats: dict[str, Any],
+        from_block: int | None = None,
+        to_block: int | None = None,
+    ) -> None:
         with self._tx() as db:
             changed = db.execute(
                 f"UPDATE jobs SET progress = {self._GREATEST}(progress, ?), message = ?, stats = ?, "
@@ -344,8 +384,14 @@ class SqlJobStore:
             if changed:
                 self._changed(db, job_id)
 
-    def save_chunk(self, job_id: str, *, checkpoint: dict[str, Any], touched: list[tuple] | None = None,
-                   records: tuple[str, list[dict[str, Any]]] | None = None) -> None:
+    def save_chunk(
+        self,
+        job_id: str,
+        *,
+        checkpoint: dict[str, Any],
+        touched: list[tuple] | None = None,
+        records: tuple[str, list[dict[str, Any]]] | None = None,
+    ) -> None:
         with self._tx() as db:
             if touched:
                 db.executemany(
@@ -414,9 +460,17 @@ class SqlJobStore:
                 )
             return self._changed(db, job_id)
 
-    def finish(self, job_id: str, state: str, *, message: str, error_code: str | None = None,
-               error_message: str | None = None, summary: ResultSummary | None = None,
-               stats: dict[str, Any] | None = None) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        state: str,
+        *,
+        message: str,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        summary: ResultSummary | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> bool:
         assert state in TERMINAL_STATES, state
         with self._tx() as db:
             changed = db.execute(
@@ -424,8 +478,16 @@ class SqlJobStore:
                 "lease_expires = NULL, progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END, "
                 "stats = COALESCE(?, stats), version = version + 1 "
                 "WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
-                (state, message, error_code, error_message, time.time(), state,
-                 json.dumps(stats) if stats is not None else None, job_id),
+                (
+                    state,
+                    message,
+                    error_code,
+                    error_message,
+                    time.time(),
+                    state,
+                    json.dumps(stats) if stats is not None else None,
+                    job_id,
+                ),
             ).rowcount
             if not changed:
                 return False
@@ -460,8 +522,9 @@ class SqlJobStore:
             ).fetchall()
         return [(seq, t, json.loads(snap)) for seq, t, snap in rows]
 
-    def list_jobs(self, *, state: str | None, job_type: str | None, page_size: int, page_token: str,
-                  skip: int = 0) -> JobPage:
+    def list_jobs(
+        self, *, state: str | None, job_type: str | None, page_size: int, page_token: str, skip: int = 0
+    ) -> JobPage:
         where, params = [], []
         if state:
             where.append("state = ?")

@@ -62,7 +62,8 @@ def resolve_range(request: dict[str, Any], head: int, earliest: int, confirmatio
         from_block = int(request.get("fromBlock", earliest))
         if to_block > safe_head:
             raise invalid_argument(
-                "toBlock", f"{to_block} is past the confirmed head {safe_head} (head {head}, {confirmations} confirmations)",
+                "toBlock",
+                f"{to_block} is past the confirmed head {safe_head} (head {head}, {confirmations} confirmations)",
                 reason="INVALID_RANGE",
             )
         if from_block > to_block:
@@ -167,8 +168,9 @@ ProgressCallback = Callable[[SyncStats, str], None]
 
 
 class SyncEngine:
-    def __init__(self, rpc: JsonRpc, deployment: Deployment, kinds: dict[str, EntityKind],
-                 options: SyncOptions = SyncOptions()) -> None:
+    def __init__(
+        self, rpc: JsonRpc, deployment: Deployment, kinds: dict[str, EntityKind], options: SyncOptions = SyncOptions()
+    ) -> None:
         self.rpc = rpc
         self.deployment = deployment
         self.kinds = kinds
@@ -205,8 +207,11 @@ class SyncEngine:
     # -- the log scan ---------------------------------------------------------
 
     def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
-        logs = self.rpc.call("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
-                             max_response_bytes=self.options.max_logs_bytes)
+        logs = self.rpc.call(
+            "eth_getLogs",
+            [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
+            max_response_bytes=self.options.max_logs_bytes,
+        )
         if not isinstance(logs, list):
             raise TransientError("eth_getLogs answered something that is not a list")
         for log in logs:
@@ -214,8 +219,9 @@ class SyncEngine:
                 raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {log['blockNumber']}")
         return logs
 
-    def _logs_adaptive(self, start: int, end: int, addresses: list[str], state: dict[str, int],
-                       stats: SyncStats) -> tuple[int, list[dict[str, Any]]]:
+    def _logs_adaptive(
+        self, start: int, end: int, addresses: list[str], state: dict[str, int], stats: SyncStats
+    ) -> tuple[int, list[dict[str, Any]]]:
         """Logs of start..x for the largest x <= end the provider accepts; (x, logs)."""
         while True:
             stop = min(end, start + state["size"] - 1)
@@ -226,10 +232,13 @@ class SyncEngine:
                 if limit is None:
                     raise
                 asked = stop - start + 1
-                smaller = limit.suggested_blocks if limit.suggested_blocks and limit.suggested_blocks < asked else asked // 2
+                smaller = (
+                    limit.suggested_blocks if limit.suggested_blocks and limit.suggested_blocks < asked else asked // 2
+                )
                 if smaller < 1:
                     raise ChainsyncError(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED, "RESULT_TOO_LARGE",
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        "RESULT_TOO_LARGE",
                         f"the provider refuses even one block ({start}) of logs: {err}",
                     ) from err
                 state["size"], state["streak"] = smaller, 0
@@ -252,12 +261,16 @@ class SyncEngine:
                 return fetch()
             except TransientError:
                 if attempt + 1 == attempts:
-                    raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "RPC_BAD_RESPONSE",
-                                         "the node kept answering malformed eth_getLogs results") from None
+                    raise ChainsyncError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        "RPC_BAD_RESPONSE",
+                        "the node kept answering malformed eth_getLogs results",
+                    ) from None
         raise AssertionError("unreachable")
 
-    def scan_logs(self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback,
-                  journal: SyncJournal) -> None:
+    def scan_logs(
+        self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
+    ) -> None:
         """Finds the entities the range's events and calls name, chunk by chunk, saving each chunk.
 
         The next chunk is fetched (in one helper thread) while this one is decoded and saved,
@@ -268,8 +281,11 @@ class SyncEngine:
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
-        state = {"size": int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks)), "streak": 0,
-                 "max": self.options.log_chunk_max}
+        state = {
+            "size": int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks)),
+            "streak": 0,
+            "max": self.options.log_chunk_max,
+        }
 
         def fetch(start: int) -> tuple[int, list[dict[str, Any]], str]:
             stop, logs = self._logs_adaptive(start, rng.to_block, addresses, state, stats)
@@ -289,8 +305,9 @@ class SyncEngine:
                     hashes = dict(journal.checkpoint.get("hashes", {}))
                     hashes[str(stop)] = stop_hash
                     journal.checkpoint.update(
-                        scannedTo=stop, chunk=state["size"],
-                        hashes=dict(sorted(hashes.items(), key=lambda kv: int(kv[0]))[-self.options.keep_hashes:]),
+                        scannedTo=stop,
+                        chunk=state["size"],
+                        hashes=dict(sorted(hashes.items(), key=lambda kv: int(kv[0]))[-self.options.keep_hashes :]),
                     )
                     journal.save_scan(touches)
                     stats.blocks_done += stop - start + 1
@@ -328,9 +345,11 @@ class SyncEngine:
                 return self._touches_from_traces(start, stop, by_address)
             except RpcError as err:
                 if self._silent == "trace":
-                    raise ChainsyncError(grpc.StatusCode.FAILED_PRECONDITION, "TRACE_UNSUPPORTED",
-                                         f"the node does not serve trace_filter ({err.message}); "
-                                         "use CHAINSYNC_SILENT_CHANGES=blocks") from err
+                    raise ChainsyncError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        "TRACE_UNSUPPORTED",
+                        f"the node does not serve trace_filter ({err.message}); use CHAINSYNC_SILENT_CHANGES=blocks",
+                    ) from err
                 self._silent = "blocks"  # auto: this node has no traces; scan blocks from now on
         return self._touches_from_blocks(start, stop, by_address)
 
@@ -346,8 +365,12 @@ class SyncEngine:
         while start <= stop:
             end = min(stop, start + self._trace_size - 1)
             try:
-                traces += self.rpc.call("trace_filter", [{"fromBlock": hex(start), "toBlock": hex(end),
-                                                          "toAddress": addresses}]) or []
+                traces += (
+                    self.rpc.call(
+                        "trace_filter", [{"fromBlock": hex(start), "toBlock": hex(end), "toAddress": addresses}]
+                    )
+                    or []
+                )
             except RpcError as err:
                 limit = range_limit(err)
                 asked = end - start + 1
@@ -376,7 +399,9 @@ class SyncEngine:
             blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
             for number, block in zip(numbers, blocks):
                 if block is None:
-                    raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}")
+                    raise ChainsyncError(
+                        grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}"
+                    )
                 for tx in block["transactions"]:
                     touch = self._mutator_touch(tx.get("to"), tx.get("input"), number, by_address)
                     if touch:
@@ -396,8 +421,16 @@ class SyncEngine:
     def count(self, kind: EntityKind, block: int) -> int:
         return int(self.rpc.call(*kind.counter_call(self.deployment.addresses[kind.contract], block)), 16)
 
-    def read_entities(self, kind: EntityKind, ids: list[int], created: dict[int, Any], block: int,
-                      stats: SyncStats, progress: ProgressCallback, journal: SyncJournal) -> None:
+    def read_entities(
+        self,
+        kind: EntityKind,
+        ids: list[int],
+        created: dict[int, Any],
+        block: int,
+        stats: SyncStats,
+        progress: ProgressCallback,
+        journal: SyncJournal,
+    ) -> None:
         """Reads each entity's getter at ``block`` in batches, saving each page of records."""
         address = self.deployment.addresses[kind.contract]
         pages = [ids[start : start + GETTER_PAGE] for start in range(0, len(ids), GETTER_PAGE)]
@@ -416,8 +449,9 @@ class SyncEngine:
                 progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
 
     @staticmethod
-    def _save_page(kind: EntityKind, page: list[int], answers: list[Any], created: dict[int, Any],
-                   journal: SyncJournal) -> None:
+    def _save_page(
+        kind: EntityKind, page: list[int], answers: list[Any], created: dict[int, Any], journal: SyncJournal
+    ) -> None:
         records = []
         for entity_id, raw in zip(page, answers):
             record = kind.decode_record(entity_id, raw)
@@ -425,8 +459,15 @@ class SyncEngine:
             records.append(record)
         journal.save_records(kind.name, records)
 
-    def read_all(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats,
-                 progress: ProgressCallback, journal: SyncJournal) -> dict[str, int]:
+    def read_all(
+        self,
+        rng: BlockRange,
+        kind_names: list[str],
+        full: bool,
+        stats: SyncStats,
+        progress: ProgressCallback,
+        journal: SyncJournal,
+    ) -> dict[str, int]:
         plan: dict[str, tuple[list[int], dict[int, Any]]] = {}
         counts: dict[str, int] = {}
         stats.records_done = 0
@@ -460,8 +501,15 @@ class SyncEngine:
         unchanged_before = [b for b in kept if b < changed[0] and now[b] == kept[b]]
         return max(unchanged_before) + 1 if unchanged_before else rng.from_block
 
-    def run(self, rng: BlockRange, kind_names: list[str], full: bool, stats: SyncStats, progress: ProgressCallback,
-            journal: SyncJournal) -> dict[str, int]:
+    def run(
+        self,
+        rng: BlockRange,
+        kind_names: list[str],
+        full: bool,
+        stats: SyncStats,
+        progress: ProgressCallback,
+        journal: SyncJournal,
+    ) -> dict[str, int]:
         """Scans the range and saves every touched entity's state at rng.to_block. Returns counts per kind.
 
         Resumable: work the journal already holds is not done again. When the
@@ -478,6 +526,9 @@ class SyncEngine:
             stats.reorgs += 1
             journal.rewind(fork)
             progress(stats, f"The chain changed at or after block {fork}: syncing {fork}..{rng.to_block} again")
-        raise ChainsyncError(grpc.StatusCode.ABORTED, "CHAIN_UNSTABLE",
-                             f"the chain kept reorganising under blocks {rng.from_block}..{rng.to_block}; "
-                             "sync again with more confirmations")
+        raise ChainsyncError(
+            grpc.StatusCode.ABORTED,
+            "CHAIN_UNSTABLE",
+            f"the chain kept reorganising under blocks {rng.from_block}..{rng.to_block}; "
+            "sync again with more confirmations",
+        )

@@ -37,13 +37,20 @@ def provider_error(provider: str, cap: str, start: int, end: int, limit: int) ->
     its result (cap "results") is over its limit, with the provider's real wording."""
     half = hex(start + max(0, (end - start) // 2 - 1))
     if provider == "infura":
-        return {"code": -32005, "message": "query returned more than 10000 results",
-                "data": {"from": hex(start), "to": half}}
+        return {
+            "code": -32005,
+            "message": "query returned more than 10000 results",
+            "data": {"from": hex(start), "to": half},
+        }
     if provider == "alchemy":
-        return {"code": -32602, "message": (
-            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
-            "limit on the response size, or you can request any block range with a cap of 10K logs in the "
-            f"response. Based on your parameters, this block range should work: [{hex(start)}, {half}]")}
+        return {
+            "code": -32602,
+            "message": (
+                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no "
+                "limit on the response size, or you can request any block range with a cap of 10K logs in the "
+                f"response. Based on your parameters, this block range should work: [{hex(start)}, {half}]"
+            ),
+        }
     if provider == "quicknode":
         return {"code": -32614, "message": f"eth_getLogs is limited to a {limit:,} range"}
     if provider == "erigon":

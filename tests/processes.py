@@ -73,7 +73,12 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 @contextmanager
 def grpc_server(
-    *, rpc_url: str, deployment_path: Path | str, db: Path | str, workers: int = 2, extra_env: dict[str, str] | None = None
+    *,
+    rpc_url: str,
+    deployment_path: Path | str,
+    db: Path | str,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     port = free_port()
     env = {

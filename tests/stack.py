@@ -50,8 +50,9 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 60, interval_s: 
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
 
 
-def wait_for_state(stub: jobs_pb2_grpc.JobServiceStub, job_id: str, states: tuple[int, ...],
-                   timeout_s: float = 60) -> jobs_pb2.Job:
+def wait_for_state(
+    stub: jobs_pb2_grpc.JobServiceStub, job_id: str, states: tuple[int, ...], timeout_s: float = 60
+) -> jobs_pb2.Job:
     def look() -> jobs_pb2.Job | None:
         job = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id))
         return job if job.state in states else None
@@ -70,6 +71,10 @@ def slow_server(devnet, db: Path, **env: str) -> Iterator[Service]:
     request by 25 ms, so a job can be cancelled, killed or watched mid-way.
     """
     with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy:
-        with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db,
-                         extra_env={"CHAINSYNC_LOG_CHUNK": "20", **env}) as server:
+        with grpc_server(
+            rpc_url=proxy.url,
+            deployment_path=devnet.deployment_path,
+            db=db,
+            extra_env={"CHAINSYNC_LOG_CHUNK": "20", **env},
+        ) as server:
             yield server

@@ -29,7 +29,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, S
         ' "Petitions": "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",'
         ' "Reports": "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9"}'
     )
-    with silent_rpc() as rpc_url, grpc_server(rpc_url=rpc_url, deployment_path=deployment, db=tmp / "jobs.db") as server:
+    with (
+        silent_rpc() as rpc_url,
+        grpc_server(rpc_url=rpc_url, deployment_path=deployment, db=tmp / "jobs.db") as server,
+    ):
         with rest_bridge(server.addr) as bridge:
             yield server, bridge
 
@@ -92,8 +95,11 @@ def test_missing_or_malformed_body_is_a_400(http: httpx.Client) -> None:
 
 
 def test_oversized_body_is_refused(http: httpx.Client) -> None:
-    response = http.post("/api/blockchain/sync", content=b'{"x": "' + b"a" * 100_000 + b'"}',
-                         headers={"content-type": "application/json"})
+    response = http.post(
+        "/api/blockchain/sync",
+        content=b'{"x": "' + b"a" * 100_000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "BODY_TOO_LARGE"
 

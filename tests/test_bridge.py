@@ -68,8 +68,9 @@ class Api:
         return response.json()["job"]
 
     def finish(self, job_id: str, timeout_s: float = 60) -> dict[str, Any]:
-        return wait_until(lambda: (job := self.status(job_id))["status"] in TERMINAL and job, timeout_s,
-                          what=f"job {job_id} to end")
+        return wait_until(
+            lambda: (job := self.status(job_id))["status"] in TERMINAL and job, timeout_s, what=f"job {job_id} to end"
+        )
 
 
 def sse_events(response: httpx.Response, max_lines: int = 10_000) -> Iterator[dict]:
@@ -120,24 +121,44 @@ def done_job(api: Api) -> str:
 def test_openapi_documents_every_route_body_and_error(stack, spec: OpenApi) -> None:
     routes = {(path, method) for path, ops in spec.doc["paths"].items() for method in ops}
     assert routes >= {
-        ("/api/blockchain/sync", "post"), ("/api/blockchain/sync/status/{jobId}", "get"),
-        ("/api/blockchain/sync/result/{jobId}", "get"), ("/api/blockchain/sync/events/{jobId}", "get"),
-        ("/jobs", "get"), ("/jobs/{jobId}:cancel", "post"), ("/jobs/{jobId}", "delete"), ("/healthz", "get"),
+        ("/api/blockchain/sync", "post"),
+        ("/api/blockchain/sync/status/{jobId}", "get"),
+        ("/api/blockchain/sync/result/{jobId}", "get"),
+        ("/api/blockchain/sync/events/{jobId}", "get"),
+        ("/jobs", "get"),
+        ("/jobs/{jobId}:cancel", "post"),
+        ("/jobs/{jobId}", "delete"),
+        ("/healthz", "get"),
     }
     for path, method in routes - {("/healthz", "get")}:
         responses = spec.doc["paths"][path][method]["responses"]
         assert "422" not in responses, f"{method} {path}: bad input is a 400 here"
         for status in ("400", "401", "500", "503"):
             assert responses[status]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody"), (
-                path, method, status)
+                path,
+                method,
+                status,
+            )
     body = spec.doc["paths"]["/api/blockchain/sync"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["$ref"].endswith("/StartSyncBody")
     assert set(spec.doc["components"]["schemas"]["StartSyncBody"]["properties"]) == {
-        "blocksBack", "isFullSync", "type", "requestId", "fromBlock", "toBlock", "incremental", "confirmations",
-        "timeoutSeconds"}
+        "blocksBack",
+        "isFullSync",
+        "type",
+        "requestId",
+        "fromBlock",
+        "toBlock",
+        "incremental",
+        "confirmations",
+        "timeoutSeconds",
+    }
     assert spec.doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    assert all(op.get("security") == [{"bearer": []}] for path, ops in spec.doc["paths"].items() for op in ops.values()
-               if path != "/healthz")
+    assert all(
+        op.get("security") == [{"bearer": []}]
+        for path, ops in spec.doc["paths"].items()
+        for op in ops.values()
+        if path != "/healthz"
+    )
     docs = stack.http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -207,8 +228,9 @@ def test_result_pages_add_up_to_the_whole_result(api: Api, done_job: str) -> Non
 def test_ndjson_streams_every_record_then_a_summary(api: Api, done_job: str) -> None:
     whole = api.call("GET", "/api/blockchain/sync/result/{jobId}", done_job).json()["result"]
     for params in ({}, {"pageSize": 7}):
-        with api.http.stream("GET", f"/api/blockchain/sync/result/{done_job}", params=params,
-                             headers={"Accept": NDJSON}) as response:
+        with api.http.stream(
+            "GET", f"/api/blockchain/sync/result/{done_job}", params=params, headers={"Accept": NDJSON}
+        ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith(NDJSON)
             lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -239,8 +261,11 @@ def test_list_jobs_filters_and_pages_by_number_and_by_token(api: Api) -> None:
     assert first["pagination"] == {"page": 1, "limit": 2, "total": total, "totalPages": math.ceil(total / 2)}
     assert [j["id"] for j in first["jobs"]] == mine[::-1][:2], "newest first"
 
-    by_number = [j["id"] for page in range(1, first["pagination"]["totalPages"] + 1)
-                 for j in listing(type="petitions_sync", limit=2, page=page)["jobs"]]
+    by_number = [
+        j["id"]
+        for page in range(1, first["pagination"]["totalPages"] + 1)
+        for j in listing(type="petitions_sync", limit=2, page=page)["jobs"]
+    ]
     by_token, token = [], None
     for _ in range(total):
         body = listing(type="petitions_sync", limit=2, **({"pageToken": token} if token else {}))
@@ -260,11 +285,20 @@ def test_list_jobs_filters_and_pages_by_number_and_by_token(api: Api) -> None:
     assert past_the_end["jobs"] == [] and "nextPageToken" not in past_the_end
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"limit": 0}, "limit"), ({"limit": 101}, "limit"), ({"limit": "ten"}, "limit"), ({"page": 0}, "page"),
-    ({"status": "done"}, "status"), ({"type": "everything"}, "type"), ({"pageToken": "garbage"}, "pageToken"),
-    ({"pageToken": "2.garbage"}, "pageToken"), ({"page": 2, "pageToken": "2.x"}, "page"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"page": 0}, "page"),
+        ({"status": "done"}, "status"),
+        ({"type": "everything"}, "type"),
+        ({"pageToken": "garbage"}, "pageToken"),
+        ({"pageToken": "2.garbage"}, "pageToken"),
+        ({"page": 2, "pageToken": "2.x"}, "page"),
+    ],
+)
 def test_bad_list_query_is_a_400_naming_the_field(api: Api, params: dict, field: str) -> None:
     response = api.call("GET", "/jobs", params=params)
     assert response.status_code == 400, response.text
@@ -278,30 +312,45 @@ def test_cancel_and_delete_a_finished_job(api: Api) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["job"]["status"] == "completed", "terminal stays"
     deleted = api.call("DELETE", "/jobs/{jobId}", job_id)
     assert deleted.status_code == 200 and deleted.json()["jobId"] == job_id
-    for method, template in [("GET", "/api/blockchain/sync/status/{jobId}"), ("DELETE", "/jobs/{jobId}"),
-                             ("POST", "/jobs/{jobId}:cancel"), ("GET", "/api/blockchain/sync/result/{jobId}"),
-                             ("GET", "/api/blockchain/sync/events/{jobId}")]:
+    for method, template in [
+        ("GET", "/api/blockchain/sync/status/{jobId}"),
+        ("DELETE", "/jobs/{jobId}"),
+        ("POST", "/jobs/{jobId}:cancel"),
+        ("GET", "/api/blockchain/sync/result/{jobId}"),
+        ("GET", "/api/blockchain/sync/events/{jobId}"),
+    ]:
         gone = api.call(method, template, job_id)
         assert gone.status_code == 404, (method, template, gone.text)
         assert gone.json()["code"] == "JOB_NOT_FOUND" and gone.json()["details"]["jobId"] == job_id
 
 
-@pytest.mark.parametrize("method, template", [
-    ("GET", "/api/blockchain/sync/status/{jobId}"), ("GET", "/api/blockchain/sync/result/{jobId}"),
-    ("GET", "/api/blockchain/sync/events/{jobId}"), ("POST", "/jobs/{jobId}:cancel"), ("DELETE", "/jobs/{jobId}"),
-])
+@pytest.mark.parametrize(
+    "method, template",
+    [
+        ("GET", "/api/blockchain/sync/status/{jobId}"),
+        ("GET", "/api/blockchain/sync/result/{jobId}"),
+        ("GET", "/api/blockchain/sync/events/{jobId}"),
+        ("POST", "/jobs/{jobId}:cancel"),
+        ("DELETE", "/jobs/{jobId}"),
+    ],
+)
 def test_malformed_job_id_is_a_400_on_every_route(api: Api, method: str, template: str) -> None:
     response = api.call(method, template, "not-a-uuid")
     assert response.status_code == 400 and response.json()["code"] == "INVALID_JOB_ID"
 
 
 def test_bad_result_paging_and_last_event_id_are_400s(api: Api, done_job: str) -> None:
-    for params, field in [({"pageSize": 0}, "pageSize"), ({"pageSize": 10_001}, "pageSize"),
-                          ({"pageToken": "!!"}, "pageToken")]:
+    for params, field in [
+        ({"pageSize": 0}, "pageSize"),
+        ({"pageSize": 10_001}, "pageSize"),
+        ({"pageToken": "!!"}, "pageToken"),
+    ]:
         response = api.call("GET", "/api/blockchain/sync/result/{jobId}", done_job, params=params)
         assert response.status_code == 400 and response.json()["details"]["field"] == field, response.text
-    for headers, params, field in [({"Last-Event-ID": "abc"}, {}, "Last-Event-ID"), ({}, {"lastEventId": -1},
-                                                                                     "lastEventId")]:
+    for headers, params, field in [
+        ({"Last-Event-ID": "abc"}, {}, "Last-Event-ID"),
+        ({}, {"lastEventId": -1}, "lastEventId"),
+    ]:
         response = api.call("GET", "/api/blockchain/sync/events/{jobId}", done_job, headers=headers, params=params)
         assert response.status_code == 400 and response.json()["details"]["field"] == field, response.text
 
@@ -311,7 +360,9 @@ def test_unknown_routes_methods_bodies_and_sizes_get_json_errors(api: Api, stack
     wrong = stack.http.put("/jobs")
     assert wrong.status_code == 405 and wrong.json()["success"] is False
     for content in (b"[1, 2]", b'"x"', b"{broken"):
-        response = api.call("POST", "/api/blockchain/sync", content=content, headers={"content-type": "application/json"})
+        response = api.call(
+            "POST", "/api/blockchain/sync", content=content, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400 and response.json()["details"]["field"] == "body", content
 
     def chunks() -> Iterator[bytes]:
@@ -344,16 +395,19 @@ def test_sse_streams_the_job_then_end_and_resumes_with_last_event_id(api: Api) -
     assert jobs[-1]["data"] == api.status(job_id), "data is the status endpoint's job object"
 
     # Resuming from any event replays exactly what came after it, from the job's event log.
-    with api.http.stream("GET", f"/api/blockchain/sync/events/{job_id}",
-                         headers={"Last-Event-ID": str(sequences[0])}) as response:
+    with api.http.stream(
+        "GET", f"/api/blockchain/sync/events/{job_id}", headers={"Last-Event-ID": str(sequences[0])}
+    ) as response:
         replay = [e for e in read_sse(response) if e["event"] == "job"]
     assert [int(e["id"]) for e in replay] == sequences[1:]
-    with api.http.stream("GET", f"/api/blockchain/sync/events/{job_id}",
-                         params={"lastEventId": sequences[0]}) as response:
+    with api.http.stream(
+        "GET", f"/api/blockchain/sync/events/{job_id}", params={"lastEventId": sequences[0]}
+    ) as response:
         assert [int(e["id"]) for e in read_sse(response) if e["event"] == "job"] == sequences[1:]
     # Nothing left after the last event: 204 tells a browser's EventSource to stop reconnecting.
-    seen_all = api.call("GET", "/api/blockchain/sync/events/{jobId}", job_id,
-                        headers={"Last-Event-ID": str(sequences[-1])})
+    seen_all = api.call(
+        "GET", "/api/blockchain/sync/events/{jobId}", job_id, headers={"Last-Event-ID": str(sequences[-1])}
+    )
     assert seen_all.status_code == 204
 
 
@@ -373,8 +427,9 @@ def test_sse_reconnect_mid_job_with_last_event_id_misses_nothing(slow_stack) -> 
     with api.http.stream("GET", f"/api/blockchain/sync/events/{job_id}") as response:
         before = [e for e in read_sse(response, stop_after_jobs=3) if e["event"] == "job"]
     assert before[-1]["data"]["status"] in ("pending", "running"), "the job should still be going"
-    with api.http.stream("GET", f"/api/blockchain/sync/events/{job_id}",
-                         headers={"Last-Event-ID": before[-1]["id"]}) as response:
+    with api.http.stream(
+        "GET", f"/api/blockchain/sync/events/{job_id}", headers={"Last-Event-ID": before[-1]["id"]}
+    ) as response:
         after = read_sse(response)
     assert after[-1]["event"] == "end"
     sequences = [int(e["id"]) for e in before + [e for e in after if e["event"] == "job"]]
@@ -416,9 +471,13 @@ def test_grpc_server_down_is_a_clear_503_on_every_route() -> None:
         api = Api(http, spec)
         job_id = str(uuid.uuid4())
         for method, template, kwargs in [
-            ("POST", "/api/blockchain/sync", {"json": {}}), ("GET", "/api/blockchain/sync/status/{jobId}", {}),
-            ("GET", "/api/blockchain/sync/result/{jobId}", {}), ("GET", "/api/blockchain/sync/events/{jobId}", {}),
-            ("GET", "/jobs", {}), ("POST", "/jobs/{jobId}:cancel", {}), ("DELETE", "/jobs/{jobId}", {}),
+            ("POST", "/api/blockchain/sync", {"json": {}}),
+            ("GET", "/api/blockchain/sync/status/{jobId}", {}),
+            ("GET", "/api/blockchain/sync/result/{jobId}", {}),
+            ("GET", "/api/blockchain/sync/events/{jobId}", {}),
+            ("GET", "/jobs", {}),
+            ("POST", "/jobs/{jobId}:cancel", {}),
+            ("DELETE", "/jobs/{jobId}", {}),
         ]:
             response = api.call(method, template, job_id, **kwargs)
             assert response.status_code == 503, (method, template, response.text)

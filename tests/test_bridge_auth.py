@@ -33,10 +33,14 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         ' "Reports": "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9"}'
     )
     env = {"CHAINSYNC_API_TOKEN": TOKEN}
-    with silent_rpc() as rpc_url, grpc_server(rpc_url=rpc_url, deployment_path=deployment, db=tmp / "jobs.db",
-                                              extra_env=env) as server:
-        with rest_bridge(server.addr, {**env, "CHAINSYNC_CORS_ORIGINS": f"{ORIGIN}, http://localhost:5173",
-                                       "CHAINSYNC_SSE_PING_SECONDS": "0.2"}) as bridge:
+    with (
+        silent_rpc() as rpc_url,
+        grpc_server(rpc_url=rpc_url, deployment_path=deployment, db=tmp / "jobs.db", extra_env=env) as server,
+    ):
+        with rest_bridge(
+            server.addr,
+            {**env, "CHAINSYNC_CORS_ORIGINS": f"{ORIGIN}, http://localhost:5173", "CHAINSYNC_SSE_PING_SECONDS": "0.2"},
+        ) as bridge:
             yield bridge
 
 
@@ -72,11 +76,17 @@ ROUTES = [
 
 
 @pytest.mark.parametrize("method, template, kwargs", ROUTES)
-@pytest.mark.parametrize("headers, reason", [({}, "MISSING_TOKEN"), ({"Authorization": "Bearer wrong"},
-                                                                       "INVALID_TOKEN"),
-                                             ({"Authorization": TOKEN}, "INVALID_TOKEN")])
-def test_every_route_needs_the_token(api: Api, method: str, template: str, kwargs: dict, headers: dict,
-                                     reason: str) -> None:
+@pytest.mark.parametrize(
+    "headers, reason",
+    [
+        ({}, "MISSING_TOKEN"),
+        ({"Authorization": "Bearer wrong"}, "INVALID_TOKEN"),
+        ({"Authorization": TOKEN}, "INVALID_TOKEN"),
+    ],
+)
+def test_every_route_needs_the_token(
+    api: Api, method: str, template: str, kwargs: dict, headers: dict, reason: str
+) -> None:
     response = api.call(method, template, str(uuid.uuid4()), headers=headers, **kwargs)
     assert response.status_code == 401, response.text
     assert response.json()["code"] == reason
@@ -100,8 +110,9 @@ def test_result_of_a_running_job_is_a_409_with_its_state(api: Api, running_job: 
     response = api.call("GET", "/api/blockchain/sync/result/{jobId}", running_job, headers=AUTH)
     assert response.status_code == 409
     assert response.json()["code"] == "JOB_NOT_COMPLETED" and response.json()["details"]["state"] == "running"
-    streamed = api.call("GET", "/api/blockchain/sync/result/{jobId}", running_job,
-                        headers={**AUTH, "Accept": "application/x-ndjson"})
+    streamed = api.call(
+        "GET", "/api/blockchain/sync/result/{jobId}", running_job, headers={**AUTH, "Accept": "application/x-ndjson"}
+    )
     assert streamed.status_code == 409, "NDJSON errors come before the stream, as JSON"
 
 
@@ -118,20 +129,28 @@ def test_an_idle_event_stream_sends_keepalive_pings(api: Api, running_job: str) 
     assert [e["event"] for e in seen[1:]] == ["ping"] * 3
     assert time.monotonic() - t0 < 5, "pings every 0.2 s as configured"
     # Resuming an idle job starts the stream at once (pings) instead of waiting for its next event.
-    with api.http.stream("GET", f"/api/blockchain/sync/events/{running_job}",
-                         headers={**AUTH, "Last-Event-ID": seen[0]["id"]}) as response:
+    with api.http.stream(
+        "GET", f"/api/blockchain/sync/events/{running_job}", headers={**AUTH, "Last-Event-ID": seen[0]["id"]}
+    ) as response:
         assert response.status_code == 200
         assert next(sse_events(response)) == {"event": "ping"}
 
 
 def test_cors_preflight_and_simple_requests_from_allowed_origins_only(api: Api) -> None:
-    preflight = api.http.options("/api/blockchain/sync", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"})
+    preflight = api.http.options(
+        "/api/blockchain/sync",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     allowed = preflight.headers["access-control-allow-headers"].lower()
-    assert {"authorization", "content-type", "idempotency-key", "last-event-id"} <= set(allowed.replace(" ", "").split(","))
+    assert {"authorization", "content-type", "idempotency-key", "last-event-id"} <= set(
+        allowed.replace(" ", "").split(",")
+    )
     assert "POST" in preflight.headers["access-control-allow-methods"]
 
     started = api.http.post("/api/blockchain/sync", json={"blocksBack": 5}, headers={**AUTH, "Origin": ORIGIN})
@@ -143,8 +162,11 @@ def test_cors_preflight_and_simple_requests_from_allowed_origins_only(api: Api) 
 
     other = api.http.get("/healthz", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in other.headers
-    refused = api.http.options("/jobs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+    refused = api.http.options(
+        "/jobs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"}
+    )
     assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
     unauthorized = api.http.get("/jobs", headers={"Origin": ORIGIN})
     assert unauthorized.status_code == 401 and unauthorized.headers["access-control-allow-origin"] == ORIGIN, (
-        "a browser can read the error")
+        "a browser can read the error"
+    )

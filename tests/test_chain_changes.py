@@ -41,21 +41,32 @@ def rpc(url: str, method: str, params: list) -> object:
 
 def create_report_tx(devnet, title: str) -> dict:
     data = function_signature_to_4byte_selector("createReport(string,string)") + encode(
-        ["string", "string"], [title, title + "-description"])
-    return {"from": devnet.expected.users[0], "to": devnet.deployment["Reports"], "data": "0x" + data.hex(),
-            "gas": hex(500_000)}
+        ["string", "string"], [title, title + "-description"]
+    )
+    return {
+        "from": devnet.expected.users[0],
+        "to": devnet.deployment["Reports"],
+        "data": "0x" + data.hex(),
+        "gas": hex(500_000),
+    }
 
 
 def run_job(stub, **request) -> tuple[jobs_pb2.Job, jobs_pb2.SyncResult | None]:
     job_id = stub.StartSync(jobs_pb2.StartSyncRequest(**request)).job_id
     job = wait_for_state(stub, job_id, TERMINAL, timeout_s=120)
-    result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id)) if job.state == jobs_pb2.JOB_STATE_COMPLETED else None
+    result = (
+        stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id)) if job.state == jobs_pb2.JOB_STATE_COMPLETED else None
+    )
     return job, result
 
 
 def test_incremental_sync_continues_where_the_last_one_ended(fresh_devnet, tmp_path) -> None:
-    with grpc_server(rpc_url=fresh_devnet.url, deployment_path=fresh_devnet.deployment_path,
-                     db=tmp_path / "j.db") as server, grpc.insecure_channel(server.addr) as channel:
+    with (
+        grpc_server(
+            rpc_url=fresh_devnet.url, deployment_path=fresh_devnet.deployment_path, db=tmp_path / "j.db"
+        ) as server,
+        grpc.insecure_channel(server.addr) as channel,
+    ):
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         first, whole = run_job(stub, incremental=True, type=jobs_pb2.JOB_TYPE_REPORTS_SYNC)
         assert first.state == jobs_pb2.JOB_STATE_COMPLETED
@@ -80,8 +91,15 @@ def test_incremental_sync_continues_where_the_last_one_ended(fresh_devnet, tmp_p
 
 
 def test_confirmations_keep_to_block_behind_the_head(fresh_devnet, tmp_path) -> None:
-    with grpc_server(rpc_url=fresh_devnet.url, deployment_path=fresh_devnet.deployment_path, db=tmp_path / "j.db",
-                     extra_env={"CHAINSYNC_CONFIRMATIONS": "12"}) as server, grpc.insecure_channel(server.addr) as ch:
+    with (
+        grpc_server(
+            rpc_url=fresh_devnet.url,
+            deployment_path=fresh_devnet.deployment_path,
+            db=tmp_path / "j.db",
+            extra_env={"CHAINSYNC_CONFIRMATIONS": "12"},
+        ) as server,
+        grpc.insecure_channel(server.addr) as ch,
+    ):
         stub = jobs_pb2_grpc.JobServiceStub(ch)
         head = int(rpc(fresh_devnet.url, "eth_blockNumber", []), 16)
         job, _ = run_job(stub, blocks_back=100)
@@ -102,14 +120,25 @@ def test_a_reorg_during_a_job_is_synced_again_and_the_records_match_the_new_chai
     rpc(url, "anvil_mine", [hex(2)])
     head = int(rpc(url, "eth_blockNumber", []), 16)
     # Getter reads are slow through this proxy, so the reorg lands after the scan and before the job ends.
-    with FaultProxy(url, Faults(delay_s=0.7, delay_only=("eth_call",))) as proxy, grpc_server(
-        rpc_url=proxy.url, deployment_path=fresh_devnet.deployment_path, db=tmp_path / "j.db",
-        extra_env={"CHAINSYNC_LOG_CHUNK": "10"},
-    ) as server, grpc.insecure_channel(server.addr) as channel:
+    with (
+        FaultProxy(url, Faults(delay_s=0.7, delay_only=("eth_call",))) as proxy,
+        grpc_server(
+            rpc_url=proxy.url,
+            deployment_path=fresh_devnet.deployment_path,
+            db=tmp_path / "j.db",
+            extra_env={"CHAINSYNC_LOG_CHUNK": "10"},
+        ) as server,
+        grpc.insecure_channel(server.addr) as channel,
+    ):
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         job_id = stub.StartSync(jobs_pb2.StartSyncRequest(from_block=head - 40, to_block=head)).job_id
-        wait_until(lambda: (j := stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id))).stats.blocks_total > 0
-                   and j.stats.blocks_done == j.stats.blocks_total, 60)
+        wait_until(
+            lambda: (
+                (j := stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id))).stats.blocks_total > 0
+                and j.stats.blocks_done == j.stats.blocks_total
+            ),
+            60,
+        )
         old_hash = rpc(url, "eth_getBlockByNumber", [hex(head), False])["hash"]
         assert rpc(url, "evm_revert", [fork_point]) is True
         rpc(url, "eth_sendTransaction", [create_report_tx(fresh_devnet, "from-the-reorg")])

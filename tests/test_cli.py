@@ -39,8 +39,14 @@ def run(argv: list[str], err: io.StringIO | None = None) -> tuple[int, str, str]
 
 
 def command(*args: str, env: dict[str, str] | None = None, timeout_s: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout_s, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +141,26 @@ def test_exit_codes_through_the_real_command(stack, slow) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "status    completed" in ok.stdout
 
-    failed = command("sync", "--full", "--watch", "--job-timeout", "1", "--grpc-addr", server.addr,
-                     env={"CHAINSYNC_API_TOKEN": TOKEN})
+    failed = command(
+        "sync",
+        "--full",
+        "--watch",
+        "--job-timeout",
+        "1",
+        "--grpc-addr",
+        server.addr,
+        env={"CHAINSYNC_API_TOKEN": TOKEN},
+    )
     assert failed.returncode == 1, failed.stderr
     assert "status    failed" in failed.stdout and "JOB_TIMEOUT" in failed.stdout
 
     watching = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "sync", "--full", "--watch", "--token", TOKEN, "--grpc-addr", server.addr],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         job_id = watching.stderr.readline().split()[1]  # "job <id>" comes first
         with GrpcClient(server.addr, token=TOKEN) as client:
@@ -160,12 +178,18 @@ def test_exit_codes_through_the_real_command(stack, slow) -> None:
     refused = command("jobs", "list", "--grpc-addr", server.addr, env={"CHAINSYNC_API_TOKEN": ""})
     assert refused.returncode == 3 and "Bearer" in refused.stderr
     nobody = free_port()
-    for args in (["jobs", "list", "--grpc-addr", f"127.0.0.1:{nobody}"],
-                 ["sync", "--full", "--rest-url", f"http://127.0.0.1:{nobody}"]):
+    for args in (
+        ["jobs", "list", "--grpc-addr", f"127.0.0.1:{nobody}"],
+        ["sync", "--full", "--rest-url", f"http://127.0.0.1:{nobody}"],
+    ):
         unreachable = command(*args)
         assert unreachable.returncode == 3 and "unreachable" in unreachable.stderr, args
-    for args in (["sync", "--full", "--blocks-back", "3"], ["jobs"], ["sync", "--from-block", "3"],
-                 ["jobs", "list", "--status", "done"]):
+    for args in (
+        ["sync", "--full", "--blocks-back", "3"],
+        ["jobs"],
+        ["sync", "--from-block", "3"],
+        ["jobs", "list", "--status", "done"],
+    ):
         usage = command(*args)
         assert usage.returncode == 3, (args, usage.stderr)
     assert "sync" in command("--help").stdout

@@ -121,8 +121,14 @@ def test_list_cancel_and_delete(client: Client) -> None:
 
 def test_typed_errors(client: Client) -> None:
     unknown = str(uuid.uuid4())
-    for call in (client.status, client.result, client.cancel, client.delete, lambda i: list(client.watch(i)),
-                 lambda i: client.wait(i, timeout=5)):
+    for call in (
+        client.status,
+        client.result,
+        client.cancel,
+        client.delete,
+        lambda i: list(client.watch(i)),
+        lambda i: client.wait(i, timeout=5),
+    ):
         with pytest.raises(JobNotFound):
             call(unknown)
     with pytest.raises(InvalidArgument) as err:
@@ -147,8 +153,12 @@ def test_typed_errors(client: Client) -> None:
 def test_unreachable_service_is_service_unavailable(kind: str) -> None:
     port = free_port()
     with make_client(kind, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}") as c:
-        for call in (lambda: c.status(str(uuid.uuid4())), lambda: c.start_sync(blocks_back=5),
-                     lambda: list(c.watch(str(uuid.uuid4()))), lambda: c.list_jobs()):
+        for call in (
+            lambda: c.status(str(uuid.uuid4())),
+            lambda: c.start_sync(blocks_back=5),
+            lambda: list(c.watch(str(uuid.uuid4()))),
+            lambda: c.list_jobs(),
+        ):
             with pytest.raises(ServiceUnavailable) as err:
                 call()
             assert "unreachable" in err.value.message and str(port) in err.value.message
@@ -244,9 +254,13 @@ def test_grpc_watch_survives_a_server_restart(devnet, tmp_path) -> None:
     port = free_port()
     # What tests.stack.slow_server does, on a port and store that stay the same across the restart.
     with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy, GrpcClient(f"127.0.0.1:{port}") as c:
-        env = {"CHAINSYNC_RPC_URL": proxy.url, "CHAINSYNC_DEPLOYMENT": str(devnet.deployment_path),
-               "CHAINSYNC_DB": str(tmp_path / "jobs.sqlite3"), "CHAINSYNC_GRPC_ADDR": f"127.0.0.1:{port}",
-               "CHAINSYNC_LOG_CHUNK": "20"}
+        env = {
+            "CHAINSYNC_RPC_URL": proxy.url,
+            "CHAINSYNC_DEPLOYMENT": str(devnet.deployment_path),
+            "CHAINSYNC_DB": str(tmp_path / "jobs.sqlite3"),
+            "CHAINSYNC_GRPC_ADDR": f"127.0.0.1:{port}",
+            "CHAINSYNC_LOG_CHUNK": "20",
+        }
         watch_through_a_restart(c, lambda: _start_on(port, ["serve"], env), kill_after=3)
 
 

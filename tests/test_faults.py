@@ -40,8 +40,12 @@ def reference(stack) -> dict:
 def through_proxy(devnet, tmp_path, faults: Faults, **env: str) -> Iterator[tuple[FaultProxy, str]]:
     """Yields once: (the proxy, the address of a server whose RPC URL is the proxy)."""
     with FaultProxy(devnet.url, faults) as proxy:
-        with grpc_server(rpc_url=env.pop("rpc_url", proxy.url), deployment_path=devnet.deployment_path,
-                         db=tmp_path / "jobs.db", extra_env={"CHAINSYNC_RPC_BUDGET": "20", **env}) as server:
+        with grpc_server(
+            rpc_url=env.pop("rpc_url", proxy.url),
+            deployment_path=devnet.deployment_path,
+            db=tmp_path / "jobs.db",
+            extra_env={"CHAINSYNC_RPC_BUDGET": "20", **env},
+        ) as server:
             yield proxy, server.addr
 
 

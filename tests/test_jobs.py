@@ -147,21 +147,26 @@ def test_a_watcher_that_reconnects_mid_job_misses_nothing(devnet, tmp_path) -> N
                     break  # the client goes away mid-job
             assert first_part[-1].job.state == jobs_pb2.JOB_STATE_RUNNING
             time.sleep(0.5)  # events happen while nobody watches
-            rest = list(stub.WatchJob(
-                jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=first_part[-1].sequence), timeout=120))
+            rest = list(
+                stub.WatchJob(
+                    jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=first_part[-1].sequence), timeout=120
+                )
+            )
             assert rest[-1].job.state == jobs_pb2.JOB_STATE_COMPLETED
             sequences = [e.sequence for e in first_part[1:] + rest]
             assert sequences == list(range(first_part[1].sequence, rest[-1].sequence + 1)), "a gap or a replay"
             progress = [e.job.progress for e in first_part + rest]
             assert progress == sorted(progress)
-            after_the_end = list(stub.WatchJob(
-                jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=rest[-1].sequence), timeout=10))
+            after_the_end = list(
+                stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=rest[-1].sequence), timeout=10)
+            )
             assert after_the_end == [], "resuming after the last event of a finished job ends the stream at once"
 
 
 def test_fifty_jobs_at_once_on_two_workers_all_complete(stack, devnet, tmp_path) -> None:
-    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
-                     workers=2) as server:
+    with grpc_server(
+        rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db", workers=2
+    ) as server:
         channel, stub = stub_for(server.addr)
         with channel:
             ids = [stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=200 + i)).job_id for i in range(50)]
@@ -220,8 +225,12 @@ def test_list_jobs_filters_pages_and_counts(devnet, tmp_path) -> None:
 
 
 def test_finished_jobs_are_removed_after_the_retention_period(devnet, tmp_path) -> None:
-    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
-                     extra_env={"CHAINSYNC_RETENTION": "2"}) as server:
+    with grpc_server(
+        rpc_url=devnet.url,
+        deployment_path=devnet.deployment_path,
+        db=tmp_path / "j.db",
+        extra_env={"CHAINSYNC_RETENTION": "2"},
+    ) as server:
         channel, stub = stub_for(server.addr)
         with channel:
             job_id = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=10)).job_id
@@ -239,8 +248,12 @@ def test_finished_jobs_are_removed_after_the_retention_period(devnet, tmp_path) 
 
 def test_token_auth_refuses_strangers_but_health_and_reflection_stay_open(devnet, tmp_path) -> None:
     token = "s3cret-" + uuid.uuid4().hex
-    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
-                     extra_env={"CHAINSYNC_API_TOKEN": token}) as server:
+    with grpc_server(
+        rpc_url=devnet.url,
+        deployment_path=devnet.deployment_path,
+        db=tmp_path / "j.db",
+        extra_env={"CHAINSYNC_API_TOKEN": token},
+    ) as server:
         with grpc.insecure_channel(server.addr) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
             for metadata in [(), (("authorization", "Bearer wrong"),)]:
@@ -250,14 +263,17 @@ def test_token_auth_refuses_strangers_but_health_and_reflection_stay_open(devnet
                 with pytest.raises(grpc.RpcError) as err:
                     list(stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=str(uuid.uuid4())), metadata=metadata))
                 assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            ok = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=5),
-                                metadata=(("authorization", f"Bearer {token}"),))
+            ok = stub.StartSync(
+                jobs_pb2.StartSyncRequest(blocks_back=5), metadata=(("authorization", f"Bearer {token}"),)
+            )
             assert ok.job_id
 
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-            answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+            answers = list(
+                reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+            )
             names = {s.name for s in answers[0].list_services_response.service}
             assert "chainsync.v1.JobService" in names and "grpc.health.v1.Health" in names
 

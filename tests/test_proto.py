@@ -41,17 +41,47 @@ def test_job_service_has_every_rpc_with_its_rest_mapping() -> None:
 
 
 def test_records_carry_every_getter_field_and_provenance() -> None:
-    fields = {name: [f.name for f in jobs_pb2.DESCRIPTOR.message_types_by_name[name].fields]
-              for name in ("Proposal", "Petition", "Report")}
+    fields = {
+        name: [f.name for f in jobs_pb2.DESCRIPTOR.message_types_by_name[name].fields]
+        for name in ("Proposal", "Petition", "Report")
+    }
     assert fields["Proposal"] == [
-        "id", "title_cid", "short_description_cid", "description_in_details_cid", "yes_votes", "no_votes",
-        "creator", "active_status", "expired_date", "category_id", "created_at", "updated_at", "removed", "created",
+        "id",
+        "title_cid",
+        "short_description_cid",
+        "description_in_details_cid",
+        "yes_votes",
+        "no_votes",
+        "creator",
+        "active_status",
+        "expired_date",
+        "category_id",
+        "created_at",
+        "updated_at",
+        "removed",
+        "created",
     ]
     assert fields["Petition"] == [
-        "id", "title_cid", "des_cid", "signatures_required", "signatures_count", "creator", "completed", "removed",
+        "id",
+        "title_cid",
+        "des_cid",
+        "signatures_required",
+        "signatures_count",
+        "creator",
+        "completed",
+        "removed",
         "created",
     ]
     assert fields["Report"] == [
-        "id", "title_cid", "description_cid", "upvotes", "downvotes", "creator", "resolved", "created_at",
-        "resolved_at", "removed", "created",
+        "id",
+        "title_cid",
+        "description_cid",
+        "upvotes",
+        "downvotes",
+        "creator",
+        "resolved",
+        "created_at",
+        "resolved_at",
+        "removed",
+        "created",
     ]

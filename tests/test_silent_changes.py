@@ -37,7 +37,9 @@ def silent_only_blocks(expected, readable_from: int) -> list[tuple[str, int, int
 def sync_block(addr: str, kind: str, block: int) -> jobs_pb2.SyncResult:
     with grpc.insecure_channel(addr) as channel:
         stub = jobs_pb2_grpc.JobServiceStub(channel)
-        job_id = stub.StartSync(jobs_pb2.StartSyncRequest(from_block=block, to_block=block, type=KIND_TYPES[kind])).job_id
+        job_id = stub.StartSync(
+            jobs_pb2.StartSyncRequest(from_block=block, to_block=block, type=KIND_TYPES[kind])
+        ).job_id
         job = wait_for_state(stub, job_id, TERMINAL)
         assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job
         return stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
@@ -48,8 +50,12 @@ def test_event_less_changes_are_found(devnet, tmp_path, strategy: str) -> None:
     cases = silent_only_blocks(devnet.expected, devnet.historical_state_from)
     functions = {c[3] for c in cases}
     assert {"removeVote", "extendProposalDeadline", "reopenReport", "removeReport"} <= functions, functions
-    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
-                     extra_env={"CHAINSYNC_SILENT_CHANGES": strategy}) as server:
+    with grpc_server(
+        rpc_url=devnet.url,
+        deployment_path=devnet.deployment_path,
+        db=tmp_path / "j.db",
+        extra_env={"CHAINSYNC_SILENT_CHANGES": strategy},
+    ) as server:
         for kind, entity_id, block, function in cases:
             result = sync_block(server.addr, kind, block)
             ids = [int(r.id) for r in getattr(result, kind)]

@@ -15,8 +15,11 @@ from web3 import Web3
 from server.contracts import load_abi
 from tests.stack import TERMINAL, wait_until
 
-GETTERS = {"proposals": ("Proposals", "getProposal"), "petitions": ("Petitions", "getPetition"),
-           "reports": ("Reports", "getReport")}
+GETTERS = {
+    "proposals": ("Proposals", "getProposal"),
+    "petitions": ("Petitions", "getPetition"),
+    "reports": ("Reports", "getReport"),
+}
 PROVENANCE = {"createdBlock": "blockNumber", "createdTxHash": "transactionHash", "createdLogIndex": "logIndex"}
 
 
@@ -66,10 +69,14 @@ def test_full_sync_through_rest_matches_the_seed_field_by_field(stack, devnet) -
             for name, value in entity.items():
                 if name in PROVENANCE:
                     assert record["created"][PROVENANCE[name]] == (str(value) if name == "createdBlock" else value), (
-                        kind, entity["id"], name)
+                        kind,
+                        entity["id"],
+                        name,
+                    )
                 elif name in record:
-                    assert record[name] == (str(value) if isinstance(value, int) and not isinstance(value, bool)
-                                            else value), (kind, entity["id"], name)
+                    assert record[name] == (
+                        str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+                    ), (kind, entity["id"], name)
             missing = set(record) - set(entity) - {"created", "id"}
             assert not missing, f"{kind} {entity['id']}: the seed model lacks {missing}"
 
@@ -102,15 +109,20 @@ def test_range_sync_through_grpc_matches_getters_and_logs_at_to_block(stack, dev
         records = list(getattr(result, kind))
         ids = {int(r.id) for r in records}
         assert named <= ids, f"{kind}: entities named by events are missing: {named - ids}"
-        changed = {i for i, e in devnet.expected.entities(kind).items()
-                   if any(result.from_block <= c["block"] <= result.to_block for c in e["changedBlocks"])}
+        changed = {
+            i
+            for i, e in devnet.expected.entities(kind).items()
+            if any(result.from_block <= c["block"] <= result.to_block for c in e["changedBlocks"])
+        }
         assert ids == changed, f"{kind}: the seed changed exactly these entities in the range"
         assert named, f"the range should touch some {kind}"
         outputs = [o["name"] for o in next(i for i in load_abi(contract_name) if i.get("name") == getter)["outputs"]]
         for record in records:
             direct = getattr(contract.functions, getter)(int(record.id)).call(block_identifier=result.to_block)
-            as_json = {name: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
-                       for name, v in zip(outputs, direct, strict=True)}
+            as_json = {
+                name: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                for name, v in zip(outputs, direct, strict=True)
+            }
             from google.protobuf.json_format import MessageToDict
 
             got = MessageToDict(record, always_print_fields_with_no_presence=True)

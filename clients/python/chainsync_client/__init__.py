@@ -28,7 +28,21 @@ from chainsync_client.models import Job, JobEvent, JobPage, JobStats, SyncResult
 from chainsync_client.rest_client import RestClient
 
 __all__ = [
-    "ChainsyncError", "Client", "GrpcClient", "InvalidArgument", "Job", "JobCancelled", "JobEvent", "JobFailed",
-    "JobNotCompleted", "JobNotFound", "JobPage", "JobStats", "RestClient", "ServiceUnavailable", "SyncResult",
-    "Unauthenticated", "WaitTimeout",
+    "ChainsyncError",
+    "Client",
+    "GrpcClient",
+    "InvalidArgument",
+    "Job",
+    "JobCancelled",
+    "JobEvent",
+    "JobFailed",
+    "JobNotCompleted",
+    "JobNotFound",
+    "JobPage",
+    "JobStats",
+    "RestClient",
+    "ServiceUnavailable",
+    "SyncResult",
+    "Unauthenticated",
+    "WaitTimeout",
 ]

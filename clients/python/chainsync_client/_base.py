@@ -20,17 +20,27 @@ def backoff(attempt: int) -> float:
 
 def check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
-        raise InvalidArgument(f"{name}: must be one of {', '.join(choices)}, got {value!r}", "INVALID_ARGUMENT",
-                              {"field": name})
+        raise InvalidArgument(
+            f"{name}: must be one of {', '.join(choices)}, got {value!r}", "INVALID_ARGUMENT", {"field": name}
+        )
 
 
 class Client:
     """The API of both clients. Use ``GrpcClient`` or ``RestClient``; both are context managers."""
 
-    def start_sync(self, blocks_back: int | None = None, *, full: bool = False, type: str = "blockchain_sync",
-                   request_id: str | None = None, from_block: int | None = None, to_block: int | None = None,
-                   incremental: bool = False, confirmations: int | None = None,
-                   timeout_seconds: int | None = None) -> Job:
+    def start_sync(
+        self,
+        blocks_back: int | None = None,
+        *,
+        full: bool = False,
+        type: str = "blockchain_sync",
+        request_id: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        incremental: bool = False,
+        confirmations: int | None = None,
+        timeout_seconds: int | None = None,
+    ) -> Job:
         """Starts a sync job and returns it at once (``.id``, ``.status`` pending). The same ``request_id``
         within 24 h returns the first job instead of starting another."""
         raise NotImplementedError
@@ -58,8 +68,15 @@ class Client:
     def delete(self, job_id: str) -> None:
         raise NotImplementedError
 
-    def list_jobs(self, *, status: str | None = None, type: str | None = None, page_size: int = 20,
-                  page: int | None = None, page_token: str | None = None) -> JobPage:
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        page_size: int = 20,
+        page: int | None = None,
+        page_token: str | None = None,
+    ) -> JobPage:
         """Jobs, newest first. Page by number (``page``, 1-based) or by ``page_token``."""
         raise NotImplementedError
 

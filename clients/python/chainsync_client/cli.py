@@ -76,8 +76,13 @@ def table(rows: list[tuple[str, str]], out: TextIO) -> None:
 
 
 def job_rows(job: Job, totals: dict[str, int] | None = None) -> list[tuple[str, str]]:
-    rows = [("job", job.id), ("type", job.type), ("status", job.status), ("progress", f"{job.progress}%"),
-            ("message", job.message)]
+    rows = [
+        ("job", job.id),
+        ("type", job.type),
+        ("status", job.status),
+        ("progress", f"{job.progress}%"),
+        ("message", job.message),
+    ]
     if job.to_block is not None:
         rows.append(("blocks", f"{job.from_block:,}..{job.to_block:,} ({job.stats.blocks_total:,} blocks)"))
     if totals is not None:
@@ -127,8 +132,13 @@ def cmd_sync(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
     if (args.from_block is None) != (args.to_block is None):
         raise UsageError("--from-block and --to-block go together")
     job = client.start_sync(
-        blocks_back=args.blocks_back, full=args.full, type=args.type, request_id=args.request_id,
-        from_block=args.from_block, to_block=args.to_block, timeout_seconds=args.job_timeout,
+        blocks_back=args.blocks_back,
+        full=args.full,
+        type=args.type,
+        request_id=args.request_id,
+        from_block=args.from_block,
+        to_block=args.to_block,
+        timeout_seconds=args.job_timeout,
     )
     if not args.watch:
         if args.json:
@@ -152,11 +162,13 @@ def cmd_sync(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
 
 
 def cmd_list(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    page = client.list_jobs(status=args.status, type=args.type, page_size=args.limit, page=args.page,
-                            page_token=args.page_token)
+    page = client.list_jobs(
+        status=args.status, type=args.type, page_size=args.limit, page=args.page, page_token=args.page_token
+    )
     if args.json:
-        print_json({"jobs": [j.to_json() for j in page.jobs], "total": page.total,
-                    "nextPageToken": page.next_page_token}, out)
+        print_json(
+            {"jobs": [j.to_json() for j in page.jobs], "total": page.total, "nextPageToken": page.next_page_token}, out
+        )
         return EXIT_OK
     rows = [("ID", "STATUS", "TYPE", "PROGRESS", "BLOCKS", "CREATED")]
     for j in page.jobs:
@@ -192,13 +204,20 @@ def cmd_result(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
             out.write(json.dumps({"kind": kind, **record}) + "\n")
         return EXIT_OK
     result = client.result(args.job_id)
-    print_json({
-        "jobId": result.job_id, "fromBlock": str(result.from_block), "toBlock": str(result.to_block),
-        "toBlockHash": result.to_block_hash, "chainId": str(result.chain_id), "eventsCount": result.events_count,
-        "processingTime": result.processing_time_ms,
-        "completedAt": result.completed_at.isoformat() if result.completed_at else None,
-        **{kind: getattr(result, kind) for kind in RECORD_KINDS},
-    }, out)
+    print_json(
+        {
+            "jobId": result.job_id,
+            "fromBlock": str(result.from_block),
+            "toBlock": str(result.to_block),
+            "toBlockHash": result.to_block_hash,
+            "chainId": str(result.chain_id),
+            "eventsCount": result.events_count,
+            "processingTime": result.processing_time_ms,
+            "completedAt": result.completed_at.isoformat() if result.completed_at else None,
+            **{kind: getattr(result, kind) for kind in RECORD_KINDS},
+        },
+        out,
+    )
     return EXIT_OK
 
 
@@ -212,9 +231,13 @@ def build_parser() -> Parser:
     parser = Parser(prog="chainsync", description="The chainsync command-line client.", parents=[])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("sync", parents=[conn], help="start a sync job (and follow it with --watch)",
-                       description="Start a sync job. With --watch, show its progress and exit 0 completed, "
-                       "1 failed, 2 cancelled, 3 unreachable.")
+    p = sub.add_parser(
+        "sync",
+        parents=[conn],
+        help="start a sync job (and follow it with --watch)",
+        description="Start a sync job. With --watch, show its progress and exit 0 completed, "
+        "1 failed, 2 cancelled, 3 unreachable.",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument("--blocks-back", type=int, metavar="N", help="the last N blocks (the server's default: 1000)")
     what.add_argument("--full", action="store_true", help="from the earliest deployment block")
@@ -224,8 +247,13 @@ def build_parser() -> Parser:
     p.add_argument("--request-id", help="idempotency key: the same key within 24 h returns the first job")
     p.add_argument("--job-timeout", type=int, metavar="S", help="the job's timeout in seconds (server default 900)")
     p.add_argument("--watch", action="store_true", help="show a live progress bar, then a summary")
-    p.add_argument("--wait-timeout", type=float, default=600.0, metavar="S",
-                   help="with --watch: give up watching after S seconds (default 600; the job goes on)")
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="with --watch: give up watching after S seconds (default 600; the job goes on)",
+    )
     p.set_defaults(func=cmd_sync)
 
     jobs = sub.add_parser("jobs", help="list, show, cancel, delete jobs and fetch results")
@@ -237,8 +265,11 @@ def build_parser() -> Parser:
     p.add_argument("--page", type=int, help="page number, from 1")
     p.add_argument("--page-token", help="the token a previous page printed")
     p.set_defaults(func=cmd_list)
-    for name, text, func in [("show", "a job's status", cmd_show), ("cancel", "cancel a job", cmd_show),
-                             ("delete", "delete a job and its result", cmd_delete)]:
+    for name, text, func in [
+        ("show", "a job's status", cmd_show),
+        ("cancel", "cancel a job", cmd_show),
+        ("delete", "delete a job and its result", cmd_delete),
+    ]:
         p = jobs_sub.add_parser(name, parents=[conn], help=text)
         p.add_argument("job_id", metavar="JOB_ID")
         p.set_defaults(func=func)

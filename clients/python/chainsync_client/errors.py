@@ -58,8 +58,9 @@ class JobFailed(ChainsyncError):
     """``wait`` saw the job end ``failed``; ``code`` is its error code (RPC_UNAVAILABLE, JOB_TIMEOUT, ...)."""
 
     def __init__(self, job: Job) -> None:
-        super().__init__(f"job {job.id} failed: {job.error or job.message}", job.error_code or "JOB_FAILED",
-                         {"jobId": job.id})
+        super().__init__(
+            f"job {job.id} failed: {job.error or job.message}", job.error_code or "JOB_FAILED", {"jobId": job.id}
+        )
         self.job = job
 
 
@@ -97,7 +98,9 @@ _BY_STATUS: dict[int | str, type[ChainsyncError]] = {
 }
 
 
-def error_for(message: str, reason: str | None, details: dict[str, Any] | None, status: int | str | None) -> ChainsyncError:
+def error_for(
+    message: str, reason: str | None, details: dict[str, Any] | None, status: int | str | None
+) -> ChainsyncError:
     """The typed error for a failed call: by reason first, then by HTTP status or gRPC code."""
     cls = _BY_REASON.get(reason or "") or _BY_STATUS.get(status or "", ChainsyncError)
     return cls(message, reason or str(status or "UNKNOWN"), details)

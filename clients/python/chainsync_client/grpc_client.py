@@ -43,9 +43,12 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         from_block=job.from_block if job.to_block else None,
         to_block=job.to_block or None,
         stats=JobStats(
-            blocks_total=job.stats.blocks_total, blocks_done=job.stats.blocks_done,
-            events_found=job.stats.events_found, records_total=job.stats.records_total,
-            records_done=job.stats.records_done, blocks_per_second=job.stats.blocks_per_second,
+            blocks_total=job.stats.blocks_total,
+            blocks_done=job.stats.blocks_done,
+            events_found=job.stats.events_found,
+            records_total=job.stats.records_total,
+            records_done=job.stats.records_done,
+            blocks_per_second=job.stats.blocks_per_second,
             eta_seconds=job.stats.eta_seconds,
         ),
         error=job.error.message if job.HasField("error") else None,
@@ -70,8 +73,9 @@ def _error(err: grpc.RpcError, target: str) -> ChainsyncError:
                     reason, details = info.reason, dict(info.metadata)
     code = err.code()
     if reason is None and code == grpc.StatusCode.UNAVAILABLE:
-        return ServiceUnavailable(f"the chainsync gRPC server at {target} is unreachable ({err.details()})",
-                                  "GRPC_UNAVAILABLE")
+        return ServiceUnavailable(
+            f"the chainsync gRPC server at {target} is unreachable ({err.details()})", "GRPC_UNAVAILABLE"
+        )
     return error_for(err.details() or code.name, reason, details, code.name)
 
 
@@ -93,17 +97,33 @@ class GrpcClient(Client):
         except grpc.RpcError as err:
             raise _error(err, self.target) from None
 
-    def start_sync(self, blocks_back: int | None = None, *, full: bool = False, type: str = "blockchain_sync",
-                   request_id: str | None = None, from_block: int | None = None, to_block: int | None = None,
-                   incremental: bool = False, confirmations: int | None = None,
-                   timeout_seconds: int | None = None) -> Job:
+    def start_sync(
+        self,
+        blocks_back: int | None = None,
+        *,
+        full: bool = False,
+        type: str = "blockchain_sync",
+        request_id: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        incremental: bool = False,
+        confirmations: int | None = None,
+        timeout_seconds: int | None = None,
+    ) -> Job:
         check_choice("type", type, JOB_TYPES)
         request = jobs_pb2.StartSyncRequest(
-            is_full_sync=full, type=jobs_pb2.JobType.Value(f"JOB_TYPE_{type.upper()}"), request_id=request_id or "",
+            is_full_sync=full,
+            type=jobs_pb2.JobType.Value(f"JOB_TYPE_{type.upper()}"),
+            request_id=request_id or "",
             incremental=incremental,
         )
-        for name, value in [("blocks_back", blocks_back), ("from_block", from_block), ("to_block", to_block),
-                            ("confirmations", confirmations), ("timeout_seconds", timeout_seconds)]:
+        for name, value in [
+            ("blocks_back", blocks_back),
+            ("from_block", from_block),
+            ("to_block", to_block),
+            ("confirmations", confirmations),
+            ("timeout_seconds", timeout_seconds),
+        ]:
             if value is not None:
                 try:
                     setattr(request, name, value)
@@ -115,16 +135,21 @@ class GrpcClient(Client):
         return job_from_proto(self._call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id)))
 
     def _page(self, job_id: str, page_size: int, page_token: str) -> jobs_pb2.SyncResult:
-        return self._call("GetResult", jobs_pb2.GetResultRequest(job_id=job_id, page_size=page_size,
-                                                                 page_token=page_token))
+        return self._call(
+            "GetResult", jobs_pb2.GetResultRequest(job_id=job_id, page_size=page_size, page_token=page_token)
+        )
 
     def result(self, job_id: str, *, page_size: int | None = None, page_token: str | None = None) -> SyncResult:
         r = self._page(job_id, page_size or 0, page_token or "")
         return SyncResult(
             job_id=r.job_id,
             **{kind: [record_from_proto(x) for x in getattr(r, kind)] for kind in RECORD_KINDS},
-            from_block=r.from_block, to_block=r.to_block, to_block_hash=r.to_block_hash, chain_id=r.chain_id,
-            events_count=r.events_count, processing_time_ms=r.processing_time_ms,
+            from_block=r.from_block,
+            to_block=r.to_block,
+            to_block_hash=r.to_block_hash,
+            chain_id=r.chain_id,
+            events_count=r.events_count,
+            processing_time_ms=r.processing_time_ms,
             completed_at=_time(r.complete_time, r.HasField("complete_time")),
             totals={kind: getattr(r, f"{kind}_total") for kind in RECORD_KINDS},
             next_page_token=r.next_page_token or None,
@@ -146,8 +171,9 @@ class GrpcClient(Client):
         last, failures = after_sequence, 0
         for _ in range(1_000_000):  # bounded; each round either brings events or counts as a failure
             remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-            call = self._stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=last),
-                                       metadata=self._metadata, timeout=remaining)
+            call = self._stub.WatchJob(
+                jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=last), metadata=self._metadata, timeout=remaining
+            )
             try:
                 for message in call:
                     failures, last = 0, message.sequence
@@ -157,16 +183,20 @@ class GrpcClient(Client):
                         return
             except grpc.RpcError as err:
                 if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None:
-                    raise WaitTimeout(f"job {job_id} did not end within {timeout} s", "WAIT_TIMEOUT",
-                                      {"jobId": job_id}) from None
+                    raise WaitTimeout(
+                        f"job {job_id} did not end within {timeout} s", "WAIT_TIMEOUT", {"jobId": job_id}
+                    ) from None
                 if err.code() != grpc.StatusCode.UNAVAILABLE or last == after_sequence:
                     raise _error(err, self.target) from None
             finally:
                 call.cancel()
             failures += 1  # the stream broke (or ended early as the server stopped): resume after `last`
             if failures > MAX_RECONNECTS:
-                raise ServiceUnavailable(f"lost the watch of job {job_id} at {self.target} and could not resume it",
-                                         "GRPC_UNAVAILABLE", {"jobId": job_id})
+                raise ServiceUnavailable(
+                    f"lost the watch of job {job_id} at {self.target} and could not resume it",
+                    "GRPC_UNAVAILABLE",
+                    {"jobId": job_id},
+                )
             time.sleep(backoff(failures))
 
     def cancel(self, job_id: str) -> Job:
@@ -175,17 +205,30 @@ class GrpcClient(Client):
     def delete(self, job_id: str) -> None:
         self._call("DeleteJob", jobs_pb2.DeleteJobRequest(job_id=job_id))
 
-    def list_jobs(self, *, status: str | None = None, type: str | None = None, page_size: int = 20,
-                  page: int | None = None, page_token: str | None = None) -> JobPage:
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        page_size: int = 20,
+        page: int | None = None,
+        page_token: str | None = None,
+    ) -> JobPage:
         check_choice("status", status, JOB_STATES)
         check_choice("type", type, JOB_TYPES)
-        response = self._call("ListJobs", jobs_pb2.ListJobsRequest(
-            state=jobs_pb2.JobState.Value(f"JOB_STATE_{status.upper()}") if status else 0,
-            type=jobs_pb2.JobType.Value(f"JOB_TYPE_{type.upper()}") if type else 0,
-            page_size=page_size, page_token=page_token or "", skip=(page - 1) * page_size if page else 0,
-        ))
-        return JobPage([job_from_proto(j) for j in response.jobs], response.total_size,
-                       response.next_page_token or None)
+        response = self._call(
+            "ListJobs",
+            jobs_pb2.ListJobsRequest(
+                state=jobs_pb2.JobState.Value(f"JOB_STATE_{status.upper()}") if status else 0,
+                type=jobs_pb2.JobType.Value(f"JOB_TYPE_{type.upper()}") if type else 0,
+                page_size=page_size,
+                page_token=page_token or "",
+                skip=(page - 1) * page_size if page else 0,
+            ),
+        )
+        return JobPage(
+            [job_from_proto(j) for j in response.jobs], response.total_size, response.next_page_token or None
+        )
 
     def close(self) -> None:
         self._channel.close()

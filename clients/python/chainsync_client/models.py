@@ -89,18 +89,27 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         """The REST API's job object (what ``from_json`` reads)."""
         out: dict[str, Any] = {
-            "id": self.id, "type": self.type, "status": self.status, "progress": self.progress,
-            "message": self.message, "createdAt": _json_time(self.created_at),
-            "startedAt": _json_time(self.started_at), "endedAt": _json_time(self.ended_at),
+            "id": self.id,
+            "type": self.type,
+            "status": self.status,
+            "progress": self.progress,
+            "message": self.message,
+            "createdAt": _json_time(self.created_at),
+            "startedAt": _json_time(self.started_at),
+            "endedAt": _json_time(self.ended_at),
             "fromBlock": None if self.from_block is None else str(self.from_block),
             "toBlock": None if self.to_block is None else str(self.to_block),
             "stats": {
-                "blocksTotal": str(self.stats.blocks_total), "blocksDone": str(self.stats.blocks_done),
-                "eventsFound": str(self.stats.events_found), "recordsTotal": str(self.stats.records_total),
-                "recordsDone": str(self.stats.records_done), "blocksPerSecond": self.stats.blocks_per_second,
+                "blocksTotal": str(self.stats.blocks_total),
+                "blocksDone": str(self.stats.blocks_done),
+                "eventsFound": str(self.stats.events_found),
+                "recordsTotal": str(self.stats.records_total),
+                "recordsDone": str(self.stats.records_done),
+                "blocksPerSecond": self.stats.blocks_per_second,
                 "etaSeconds": self.stats.eta_seconds,
             },
-            "error": self.error, "errorCode": self.error_code,
+            "error": self.error,
+            "errorCode": self.error_code,
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -135,10 +144,15 @@ class SyncResult:
         result = body["result"]
         return cls(
             job_id=job_id,
-            proposals=result["proposals"], petitions=result["petitions"], reports=result["reports"],
-            from_block=int(result["fromBlock"]), to_block=int(result["toBlock"]),
-            to_block_hash=result.get("toBlockHash", ""), chain_id=int(result.get("chainId", 0)),
-            events_count=int(result.get("eventsCount", 0)), processing_time_ms=int(result["processingTime"]),
+            proposals=result["proposals"],
+            petitions=result["petitions"],
+            reports=result["reports"],
+            from_block=int(result["fromBlock"]),
+            to_block=int(result["toBlock"]),
+            to_block_hash=result.get("toBlockHash", ""),
+            chain_id=int(result.get("chainId", 0)),
+            events_count=int(result.get("eventsCount", 0)),
+            processing_time_ms=int(result["processingTime"]),
             completed_at=_time(body.get("completedAt")),
             totals=dict(result.get("totals") or {k: len(result[k]) for k in RECORD_KINDS}),
             next_page_token=body.get("nextPageToken") or None,

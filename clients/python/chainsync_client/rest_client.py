@@ -50,8 +50,9 @@ class RestClient(Client):
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def _unreachable(self, exc: Exception) -> ServiceUnavailable:
-        return ServiceUnavailable(f"the chainsync REST bridge at {self.base_url} is unreachable ({exc})",
-                                  "BRIDGE_UNAVAILABLE")
+        return ServiceUnavailable(
+            f"the chainsync REST bridge at {self.base_url} is unreachable ({exc})", "BRIDGE_UNAVAILABLE"
+        )
 
     @staticmethod
     def _error(response: httpx.Response) -> ChainsyncError:
@@ -70,14 +71,28 @@ class RestClient(Client):
             raise self._error(response)
         return response.json()
 
-    def start_sync(self, blocks_back: int | None = None, *, full: bool = False, type: str = "blockchain_sync",
-                   request_id: str | None = None, from_block: int | None = None, to_block: int | None = None,
-                   incremental: bool = False, confirmations: int | None = None,
-                   timeout_seconds: int | None = None) -> Job:
+    def start_sync(
+        self,
+        blocks_back: int | None = None,
+        *,
+        full: bool = False,
+        type: str = "blockchain_sync",
+        request_id: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        incremental: bool = False,
+        confirmations: int | None = None,
+        timeout_seconds: int | None = None,
+    ) -> Job:
         body: dict[str, Any] = {"isFullSync": full, "type": type, "incremental": incremental}
-        for name, value in [("blocksBack", blocks_back), ("requestId", request_id), ("fromBlock", from_block),
-                            ("toBlock", to_block), ("confirmations", confirmations),
-                            ("timeoutSeconds", timeout_seconds)]:
+        for name, value in [
+            ("blocksBack", blocks_back),
+            ("requestId", request_id),
+            ("fromBlock", from_block),
+            ("toBlock", to_block),
+            ("confirmations", confirmations),
+            ("timeoutSeconds", timeout_seconds),
+        ]:
             if value is not None:
                 body[name] = value
         return Job.from_json(self._request("POST", "/api/blockchain/sync", json=body)["job"])
@@ -87,13 +102,19 @@ class RestClient(Client):
 
     def result(self, job_id: str, *, page_size: int | None = None, page_token: str | None = None) -> SyncResult:
         params = {k: v for k, v in [("pageSize", page_size), ("pageToken", page_token)] if v}
-        return SyncResult.from_json(job_id, self._request("GET", f"/api/blockchain/sync/result/{job_id}", params=params))
+        return SyncResult.from_json(
+            job_id, self._request("GET", f"/api/blockchain/sync/result/{job_id}", params=params)
+        )
 
     def iter_records(self, job_id: str, page_size: int = 500) -> Iterator[tuple[str, dict[str, Any]]]:
         """Reads the NDJSON stream of the result: one record per line, never the whole result at once."""
         try:
-            with self._http.stream("GET", f"/api/blockchain/sync/result/{job_id}", params={"pageSize": page_size},
-                                   headers={"Accept": "application/x-ndjson"}) as response:
+            with self._http.stream(
+                "GET",
+                f"/api/blockchain/sync/result/{job_id}",
+                params={"pageSize": page_size},
+                headers={"Accept": "application/x-ndjson"},
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self._error(response)
@@ -120,12 +141,19 @@ class RestClient(Client):
             return WaitTimeout(f"job {job_id} did not end within {timeout} s", "WAIT_TIMEOUT", {"jobId": job_id})
 
         for _ in range(1_000_000):  # bounded; each round either brings events or counts as a failure
-            read_s = SSE_READ_TIMEOUT_S if deadline is None else max(0.001, min(SSE_READ_TIMEOUT_S,
-                                                                                deadline - time.monotonic()))
+            read_s = (
+                SSE_READ_TIMEOUT_S
+                if deadline is None
+                else max(0.001, min(SSE_READ_TIMEOUT_S, deadline - time.monotonic()))
+            )
             headers = {"Accept": "text/event-stream", **({"Last-Event-ID": str(last)} if last else {})}
             try:
-                with self._http.stream("GET", f"/api/blockchain/sync/events/{job_id}", headers=headers,
-                                       timeout=httpx.Timeout(self.timeout, read=read_s)) as response:
+                with self._http.stream(
+                    "GET",
+                    f"/api/blockchain/sync/events/{job_id}",
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=read_s),
+                ) as response:
                     if response.status_code == 204:
                         return  # the job ended and its last event was seen
                     if response.status_code >= 400:
@@ -149,8 +177,11 @@ class RestClient(Client):
                     raise self._unreachable(exc) from None
             failures += 1  # the stream broke or ended early: resume after `last`
             if failures > MAX_RECONNECTS:
-                raise ServiceUnavailable(f"lost the event stream of job {job_id} at {self.base_url} and could not "
-                                         "resume it", "BRIDGE_UNAVAILABLE", {"jobId": job_id})
+                raise ServiceUnavailable(
+                    f"lost the event stream of job {job_id} at {self.base_url} and could not resume it",
+                    "BRIDGE_UNAVAILABLE",
+                    {"jobId": job_id},
+                )
             time.sleep(backoff(failures))
 
     def cancel(self, job_id: str) -> Job:
@@ -159,15 +190,30 @@ class RestClient(Client):
     def delete(self, job_id: str) -> None:
         self._request("DELETE", f"/jobs/{job_id}")
 
-    def list_jobs(self, *, status: str | None = None, type: str | None = None, page_size: int = 20,
-                  page: int | None = None, page_token: str | None = None) -> JobPage:
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        page_size: int = 20,
+        page: int | None = None,
+        page_token: str | None = None,
+    ) -> JobPage:
         check_choice("status", status, JOB_STATES)
         check_choice("type", type, JOB_TYPES)
-        params = {k: v for k, v in [("status", status), ("type", type), ("limit", page_size), ("page", page),
-                                    ("pageToken", page_token)] if v}
+        params = {
+            k: v
+            for k, v in [
+                ("status", status),
+                ("type", type),
+                ("limit", page_size),
+                ("page", page),
+                ("pageToken", page_token),
+            ]
+            if v
+        }
         body = self._request("GET", "/jobs", params=params)
-        return JobPage([Job.from_json(j) for j in body["jobs"]], body["pagination"]["total"],
-                       body.get("nextPageToken"))
+        return JobPage([Job.from_json(j) for j in body["jobs"]], body["pagination"]["total"], body.get("nextPageToken"))
 
     def close(self) -> None:
         self._http.close()
