@@ -47,14 +47,19 @@ class SyncJobDeps:
 class StoreJournal:
     """The engine's SyncJournal, saved in the job store under one job."""
 
-    def __init__(self, store: JobStore, job_id: str, checkpoint: dict[str, Any]) -> None:
+    def __init__(self, store: JobStore, job_id: str, checkpoint: dict[str, Any], owner: str) -> None:
         self.store = store
         self.job_id = job_id
         self.checkpoint = dict(checkpoint)
+        self.owner = owner
+
+    def _written(self, ok: bool) -> None:
+        if not ok:
+            raise JobStopped("lost")  # our lease expired and another worker took the job
 
     def save_scan(self, touches: list[Touch]) -> None:
         rows = [(t.kind, t.entity_id, t.block, t.log_index, t.created) for t in touches]
-        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows)
+        self._written(self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows, owner=self.owner))
 
     def event_count(self) -> int:
         return self.store.touched_event_count(self.job_id)
@@ -62,7 +67,7 @@ class StoreJournal:
     def rewind(self, from_block: int) -> None:
         hashes = {b: h for b, h in self.checkpoint.get("hashes", {}).items() if int(b) < from_block}
         self.checkpoint.update(scannedTo=from_block - 1, hashes=hashes)
-        self.store.rewind(self.job_id, from_block, self.checkpoint)
+        self._written(self.store.rewind(self.job_id, from_block, self.checkpoint, owner=self.owner))
 
     def touched(self, kind: str) -> dict[int, Any]:
         return self.store.touched(self.job_id, kind)
@@ -71,7 +76,9 @@ class StoreJournal:
         return self.store.record_ids(self.job_id, kind)
 
     def save_records(self, kind: str, records: list[dict[str, Any]]) -> None:
-        self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, records=(kind, records))
+        self._written(
+            self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, records=(kind, records), owner=self.owner)
+        )
 
 
 def _range_for(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps) -> BlockRange:
@@ -110,7 +117,8 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options)
         chain_id = engine.check_chain()
         rng = _range_for(ctx, engine, deployment, deps)
-        journal = StoreJournal(store, job.id, {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block})
+        checkpoint = {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block}
+        journal = StoreJournal(store, job.id, checkpoint, ctx.owner)
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats = SyncStats(blocks_total=rng.size, blocks_done=scanned_to - rng.from_block + 1)
         verb = "Resuming" if job.attempts > 1 else "Syncing"
@@ -138,8 +146,8 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
             record_counts=counts,
         )
         total = sum(counts.values())
-        store.finish(
-            job.id,
+        _finish(
+            ctx,
             "completed",
             summary=summary,
             stats=stats.as_dict(),
@@ -151,13 +159,13 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         if exc.reason == "JOB_CANCELLED" or ctx.stop_reason():
             _stopped(ctx, ctx.stop_reason() or "cancelled", stats)
         else:
-            store.finish(job.id, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
+            _finish(ctx, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
     except RpcError as exc:
-        store.finish(job.id, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
+        _finish(ctx, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
         log.exception("job %s failed unexpectedly", job.id)
-        store.finish(
-            job.id,
+        _finish(
+            ctx,
             "failed",
             message="Failed",
             error_code="INTERNAL",
@@ -171,8 +179,8 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
     job = ctx.job
     last = stats.as_dict() if stats else None
     if why == "timeout":
-        ctx.store.finish(
-            job.id,
+        _finish(
+            ctx,
             "failed",
             message="Timed out",
             error_code="JOB_TIMEOUT",
@@ -183,8 +191,8 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
     elif why == "cancelled":
         current = ctx.store.get(job.id)
         if current is not None and current.cancel_requested:
-            ctx.store.finish(
-                job.id,
+            _finish(
+                ctx,
                 "cancelled",
                 message="Cancelled",
                 error_code="JOB_CANCELLED",
@@ -192,5 +200,12 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
                 error_message="cancelled by request",
             )
         # else: the lease went to another worker; it is that worker's job now
-    else:  # shutdown: back to pending, to resume from the checkpoint
+    elif why == "shutdown":  # back to pending, to resume from the checkpoint
         ctx.store.release(job.id, ctx.owner)
+    # lost: another worker took the job over when our lease expired; it finishes it
+
+
+def _finish(ctx: JobContext, state: str, **details: Any) -> None:
+    """Ends the job, unless it is no longer ours (then the worker holding it will)."""
+    if not ctx.store.finish(ctx.job.id, state, owner=ctx.owner, **details):
+        log.warning("job %s was not ours to finish any more (%s)", ctx.job.id, state)

@@ -27,7 +27,8 @@ PROGRESS_MIN_INTERVAL_S = 0.25  # at most four progress writes a second per job
 
 
 class JobStopped(Exception):
-    """Raised inside a job when it must stop; ``why`` is cancelled, timeout, shutdown or lost."""
+    """Raised inside a job when it must stop; ``why`` is cancelled, timeout, shutdown, or lost
+    (its lease went to another worker, which now runs it)."""
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
@@ -78,9 +79,17 @@ class JobContext:
         if not force and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
             return
         self._last_write = now
-        self.store.update_progress(
-            self.job.id, progress=progress, message=message, stats=stats, from_block=from_block, to_block=to_block
+        written = self.store.update_progress(
+            self.job.id,
+            progress=progress,
+            message=message,
+            stats=stats,
+            from_block=from_block,
+            to_block=to_block,
+            owner=self.owner,
         )
+        if not written:
+            raise JobStopped("lost")  # another worker holds the job now (our lease expired)
 
 
 Execute = Callable[[JobContext], None]

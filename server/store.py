@@ -107,8 +107,11 @@ class JobStore(Protocol):
         stats: dict[str, Any],
         from_block: int | None = None,
         to_block: int | None = None,
-    ) -> None:
-        """Progress never goes down; only a running job is touched."""
+        owner: str | None = None,
+    ) -> bool:
+        """Progress never goes down; only a running job (held by owner, when given) is touched.
+
+        False when nothing was written: the job is not running, or no longer owner's."""
 
     def save_chunk(
         self,
@@ -117,10 +120,13 @@ class JobStore(Protocol):
         checkpoint: dict[str, Any],
         touched: list[tuple] | None = None,
         records: tuple[str, list[dict[str, Any]]] | None = None,
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
         """Writes what one chunk of work found, and the checkpoint after it, atomically.
 
         ``touched``: (kind, entity_id, block, log_index or -1, created provenance or None) rows.
+        With owner: writes nothing and returns False unless the job is running under that owner's
+        lease (a worker that lost its lease must not write over the one that took the job over).
         """
 
     def touched(self, job_id: str, kind: str) -> dict[int, Any]:
@@ -128,8 +134,9 @@ class JobStore(Protocol):
 
     def touched_event_count(self, job_id: str) -> int: ...
 
-    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
-        """Forgets the touches at or after from_block and every record read, with the new checkpoint."""
+    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any], owner: str | None = None) -> bool:
+        """Forgets the touches at or after from_block and every record read, with the new checkpoint
+        (owner as in save_chunk)."""
 
     def record_ids(self, job_id: str, kind: str) -> set[str]: ...
 
@@ -146,8 +153,10 @@ class JobStore(Protocol):
         error_message: str | None = None,
         summary: ResultSummary | None = None,
         stats: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> bool:
-        """Moves an unfinished job to a terminal state (with its last stats); False if it already was in one."""
+        """Moves an unfinished job to a terminal state (with its last stats); False if it already was
+        in one, or (with owner) if the job is no longer that owner's."""
 
     def release(self, job_id: str, owner: str) -> None:
         """Gives a running job back (shutdown): pending again, to resume from its checkpoint."""
@@ -255,6 +264,11 @@ _JSON_COLUMNS = ("request", "stats", "checkpoint")  # JSON text in both stores
 JOB_FIELDS = [f for f in JobRecord.__dataclass_fields__]
 JOB_COLUMNS = ", ".join(JOB_FIELDS)  # the jobs columns that make a JobRecord, in its field order
 RECORDS_PAGE = 1000  # records() reads this many rows per query
+
+
+def _owner_clause(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE fragment that fences a write to the lease holder, when one is named."""
+    return (" AND owner = ?", (owner,)) if owner is not None else ("", ())
 
 
 def row_to_job(row: Iterable[Any]) -> JobRecord:
@@ -373,16 +387,26 @@ class SqlJobStore:
         stats: dict[str, Any],
         from_block: int | None = None,
         to_block: int | None = None,
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
+        fence, fence_params = _owner_clause(owner)
         with self._tx() as db:
             changed = db.execute(
                 f"UPDATE jobs SET progress = {self._GREATEST}(progress, ?), message = ?, stats = ?, "
                 "from_block = COALESCE(?, from_block), to_block = COALESCE(?, to_block), version = version + 1 "
-                "WHERE id = ? AND state = 'running'",
-                (progress, message, json.dumps(stats), from_block, to_block, job_id),
+                f"WHERE id = ? AND state = 'running'{fence}",
+                (progress, message, json.dumps(stats), from_block, to_block, job_id, *fence_params),
             ).rowcount
             if changed:
                 self._changed(db, job_id)
+        return bool(changed)
+
+    def _holds(self, db: Any, job_id: str, owner: str | None) -> bool:
+        """Inside a write transaction: may owner write this job's work? (Always, without an owner.)"""
+        if owner is None:
+            return True
+        row = db.execute(f"SELECT state, owner FROM jobs WHERE id = ?{self._FOR_UPDATE}", (job_id,)).fetchone()
+        return row is not None and row[0] == "running" and row[1] == owner
 
     def save_chunk(
         self,
@@ -391,8 +415,11 @@ class SqlJobStore:
         checkpoint: dict[str, Any],
         touched: list[tuple] | None = None,
         records: tuple[str, list[dict[str, Any]]] | None = None,
-    ) -> None:
+        owner: str | None = None,
+    ) -> bool:
         with self._tx() as db:
+            if not self._holds(db, job_id, owner):
+                return False
             if touched:
                 db.executemany(
                     "INSERT INTO touched (job_id, kind, entity_id, block, log_index, created) VALUES (?, ?, ?, ?, ?, ?) "
@@ -411,6 +438,7 @@ class SqlJobStore:
                     [(job_id, kind, r["id"], start + n, json.dumps(r)) for n, r in enumerate(rows)],
                 )
             db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
+        return True
 
     def touched(self, job_id: str, kind: str) -> dict[int, Any]:
         with self._read() as db:
@@ -427,11 +455,14 @@ class SqlJobStore:
             ).fetchone()
         return count
 
-    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any]) -> None:
+    def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any], owner: str | None = None) -> bool:
         with self._tx() as db:
+            if not self._holds(db, job_id, owner):
+                return False
             db.execute("DELETE FROM touched WHERE job_id = ? AND block >= ?", (job_id, from_block))
             db.execute("DELETE FROM records WHERE job_id = ?", (job_id,))
             db.execute("UPDATE jobs SET checkpoint = ? WHERE id = ?", (json.dumps(checkpoint), job_id))
+        return True
 
     def record_ids(self, job_id: str, kind: str) -> set[str]:
         with self._read() as db:
@@ -470,14 +501,16 @@ class SqlJobStore:
         error_message: str | None = None,
         summary: ResultSummary | None = None,
         stats: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> bool:
         assert state in TERMINAL_STATES, state
+        fence, fence_params = _owner_clause(owner)
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE jobs SET state = ?, message = ?, error_code = ?, error_message = ?, ended_at = ?, owner = NULL, "
                 "lease_expires = NULL, progress = CASE WHEN ? = 'completed' THEN 100 ELSE progress END, "
                 "stats = COALESCE(?, stats), version = version + 1 "
-                "WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled')",
+                f"WHERE id = ? AND state NOT IN ('completed', 'failed', 'cancelled'){fence}",
                 (
                     state,
                     message,
@@ -487,6 +520,7 @@ class SqlJobStore:
                     state,
                     json.dumps(stats) if stats is not None else None,
                     job_id,
+                    *fence_params,
                 ),
             ).rowcount
             if not changed:

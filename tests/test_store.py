@@ -210,6 +210,28 @@ def test_an_expired_lease_hands_the_job_to_another_owner(backend: Backend) -> No
     assert a.claim_next("a", 30).attempts == 3
 
 
+def test_a_worker_that_lost_its_lease_cannot_write_over_the_new_one(backend: Backend) -> None:
+    a, b = backend.open(), backend.open()
+    job = a.create(new_job())
+    a.claim_next("a", 0.2)
+    assert a.save_chunk(job.id, checkpoint={"scannedTo": 3}, touched=[("reports", 1, 2, 0, None)], owner="a")
+    time.sleep(0.3)
+    assert b.claim_next("b", 30).id == job.id
+    lost_writes = [
+        a.save_chunk(job.id, checkpoint={"scannedTo": 99}, touched=[("reports", 7, 50, 0, None)], owner="a"),
+        a.save_chunk(job.id, checkpoint={"scannedTo": 99}, records=("reports", [{"id": "7"}]), owner="a"),
+        a.rewind(job.id, 0, {"scannedTo": -1}, owner="a"),
+        a.update_progress(job.id, progress=90, message="stale", stats={}, owner="a"),
+        a.finish(job.id, "completed", message="stale", summary=SUMMARY, owner="a"),
+    ]
+    assert lost_writes == [False] * 5
+    now = b.get(job.id)
+    assert (now.state, now.checkpoint, now.progress) == ("running", {"scannedTo": 3}, 0)
+    assert set(b.touched(job.id, "reports")) == {1} and b.record_ids(job.id, "reports") == set()
+    assert b.update_progress(job.id, progress=50, message="mine", stats={}, owner="b")
+    assert b.finish(job.id, "completed", message="done", summary=SUMMARY, owner="b")
+
+
 # -- progress, terminal states, cancel -----------------------------------------------
 
 
@@ -349,7 +371,7 @@ def test_chunks_touches_records_rewind_and_result(store: JobStore, monkeypatch: 
     assert store.touched_event_count(job.id) == 3, "log_index -1 (a call, not an event) is not counted"
     assert store.get(job.id).checkpoint == {"scannedTo": 4}
     store.save_chunk(job.id, checkpoint={"scannedTo": 9}, touched=[("proposals", 3, 8, 0, None)])
-    assert store.rewind(job.id, 4, {"scannedTo": 3}) is None
+    assert store.rewind(job.id, 4, {"scannedTo": 3}) is True
     assert store.touched(job.id, "proposals") == {1: created} and store.touched_event_count(job.id) == 1
     assert store.get(job.id).checkpoint == {"scannedTo": 3}
 
