@@ -135,13 +135,24 @@ def _list_page(page: int | None, page_token: str | None) -> tuple[int, str]:
     return page or 1, ""
 
 
-def create_app(grpc_target: str, *, cors_origins: tuple[str, ...] = (), sse_ping_s: float = DEFAULT_PING_S) -> FastAPI:
-    """The bridge app, calling the JobService at grpc_target (host:port)."""
+def create_app(
+    grpc_target: str,
+    *,
+    cors_origins: tuple[str, ...] = (),
+    sse_ping_s: float = DEFAULT_PING_S,
+    tls_ca: bytes | None = None,
+) -> FastAPI:
+    """The bridge app, calling the JobService at grpc_target (host:port); over TLS when tls_ca
+    (the PEM certificate(s) to trust) is given."""
     jobs: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
+        if tls_ca is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca)
+            channel = grpc.aio.secure_channel(grpc_target, credentials, options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
         jobs["stub"] = jobs_pb2_grpc.JobServiceStub(channel)
         yield
         await channel.close()
@@ -471,16 +482,19 @@ def _float_env(name: str, default: float) -> float:
 
 
 def run(grpc_target: str, http_addr: str) -> None:
-    """Serves the bridge; CHAINSYNC_CORS_ORIGINS (comma-separated) and CHAINSYNC_SSE_PING_SECONDS configure it."""
+    """Serves the bridge; CHAINSYNC_CORS_ORIGINS (comma-separated), CHAINSYNC_SSE_PING_SECONDS and
+    CHAINSYNC_TLS_CA (a PEM file: call the gRPC server over TLS, trusting it) configure it."""
     import uvicorn
 
     origins = tuple(o.strip() for o in os.environ.get("CHAINSYNC_CORS_ORIGINS", "").split(",") if o.strip())
     ping_s = _float_env("CHAINSYNC_SSE_PING_SECONDS", DEFAULT_PING_S)
     host, port = http_addr.rsplit(":", 1)
-    print(f"chainsync REST bridge on http://{host}:{port} -> gRPC {grpc_target}", flush=True)
-    uvicorn.run(
-        create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s), host=host, port=int(port), log_level="warning"
-    )
+    ca_path = os.environ.get("CHAINSYNC_TLS_CA")
+    tls_ca = open(ca_path, "rb").read() if ca_path else None
+    scheme = "grpcs" if tls_ca else "grpc"
+    print(f"chainsync REST bridge on http://{host}:{port} -> {scheme}://{grpc_target}", flush=True)
+    app = create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s, tls_ca=tls_ca)
+    uvicorn.run(app, host=host, port=int(port), log_level="warning")
 
 
 __all__ = ["create_app", "run"]

@@ -29,6 +29,8 @@ class Settings:
     log_chunk_max: int = 50_000
     silent_changes: str = "auto"
     rpc_budget_s: int = 30
+    tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
+    tls_key: str | None = None
     lease_s: int = 15
 
     @classmethod
@@ -44,6 +46,8 @@ class Settings:
             ("http_addr", "CHAINSYNC_HTTP_ADDR"),
             ("api_token", "CHAINSYNC_API_TOKEN"),
             ("silent_changes", "CHAINSYNC_SILENT_CHANGES"),
+            ("tls_cert", "CHAINSYNC_TLS_CERT"),
+            ("tls_key", "CHAINSYNC_TLS_KEY"),
         ]:
             if env.get(name):
                 values[key] = env[name]
@@ -63,6 +67,8 @@ class Settings:
                 except ValueError:
                     raise SystemExit(f"{name} must be an integer, got {env[name]!r}") from None
         settings = replace(cls(), **values)
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise SystemExit("CHAINSYNC_TLS_CERT and CHAINSYNC_TLS_KEY go together: set both or neither")
         if settings.silent_changes not in ("auto", "trace", "blocks", "off"):
             raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -131,7 +131,12 @@ async def serve(settings: Settings) -> bool:
         reflection.SERVICE_NAME,
     )
     reflection.enable_server_reflection(service_names, server)
-    port = server.add_insecure_port(settings.grpc_addr)
+    if settings.tls_cert and settings.tls_key:
+        with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        port = server.add_secure_port(settings.grpc_addr, credentials)
+    else:
+        port = server.add_insecure_port(settings.grpc_addr)
     if port == 0:
         raise SystemExit(f"CHAINSYNC_GRPC_ADDR: cannot listen on {settings.grpc_addr}")
     await server.start()
@@ -139,7 +144,8 @@ async def serve(settings: Settings) -> bool:
     for name in (service_names[0], ""):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.grpc_addr.rsplit(":", 1)[0]
-    print(f"chainsync gRPC JobService listening on {host}:{port} (store: {redact_db(settings.db)})", flush=True)
+    tls = " over TLS" if settings.tls_cert else ""
+    print(f"chainsync gRPC JobService listening on {host}:{port}{tls} (store: {redact_db(settings.db)})", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -80,15 +80,28 @@ def _error(err: grpc.RpcError, target: str) -> ChainsyncError:
 
 
 class GrpcClient(Client):
-    """``GrpcClient("127.0.0.1:50051", token=...)``; target and token default to CHAINSYNC_GRPC_ADDR and
-    CHAINSYNC_API_TOKEN. ``timeout`` bounds each unary call, in seconds."""
+    """``GrpcClient("127.0.0.1:50051", token=..., tls_ca=...)``; target, token and tls_ca default to
+    CHAINSYNC_GRPC_ADDR, CHAINSYNC_API_TOKEN and CHAINSYNC_TLS_CA. ``timeout`` bounds each unary call, in seconds."""
 
-    def __init__(self, target: str | None = None, *, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        tls_ca: str | None = None,
+    ) -> None:
         self.target = target or os.environ.get("CHAINSYNC_GRPC_ADDR") or "127.0.0.1:50051"
         token = token if token is not None else os.environ.get("CHAINSYNC_API_TOKEN")
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        tls_ca = tls_ca if tls_ca is not None else os.environ.get("CHAINSYNC_TLS_CA")
+        if tls_ca:  # a PEM file of the certificate(s) to trust: talk TLS
+            with open(tls_ca, "rb") as pem:
+                credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
+            self._channel = grpc.secure_channel(self.target, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
 
     def _call(self, method: str, request: Any) -> Any:
