@@ -9,11 +9,11 @@ metadata, except the health and reflection services.
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 import grpc
 
+from server.auth import Tokens
 from server.errors import ChainsyncError
 
 log = logging.getLogger("chainsync.grpc")
@@ -75,17 +75,15 @@ def _refuse(handler: grpc.RpcMethodHandler, error: ChainsyncError) -> grpc.RpcMe
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, tokens: Tokens) -> None:
+        self._tokens = tokens
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
             return handler
         given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
-        if isinstance(given, str):
-            given = given.encode()
-        if hmac.compare_digest(given, self._expected):
+        if self._tokens.principal(given) is not None:
             return handler
         reason = "MISSING_TOKEN" if not given else "INVALID_TOKEN"
         return _refuse(

@@ -18,6 +18,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.auth import Tokens
 from server.config import Settings
 from server.contracts import entity_kinds, load_deployment
 from server.interceptors import AuthInterceptor, ErrorInterceptor
@@ -116,13 +117,16 @@ async def serve(settings: Settings) -> bool:
         ),
     )
     runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
-    interceptors = [AuthInterceptor(settings.api_token)] if settings.api_token else []
+    tokens = Tokens.parse(settings.api_token) if settings.api_token else None
+    interceptors = [AuthInterceptor(tokens)] if tokens else []
     server = grpc.aio.server(
         interceptors=[*interceptors, ErrorInterceptor()],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(store, runner.wake, settings.job_timeout_s), server)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(
+        JobService(store, runner.wake, settings.job_timeout_s, tokens), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_names = (

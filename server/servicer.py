@@ -21,6 +21,7 @@ import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
+from server.auth import Tokens
 from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.store import JobRecord, JobStore
 from server.watch import WatchHub
@@ -154,22 +155,37 @@ def record_message(kind: str, record: dict[str, Any]) -> Any:
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, store: JobStore, wake_runner: Callable[[], None], default_timeout_s: int) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        wake_runner: Callable[[], None],
+        default_timeout_s: int,
+        tokens: Tokens | None = None,
+    ) -> None:
         self.store = store
+        self.tokens = tokens
         self.watch_hub = WatchHub(store, WATCH_POLL_S)
         self.wake_runner = wake_runner
         self.default_timeout_s = default_timeout_s
 
-    async def _get(self, job_id: str) -> JobRecord:
+    def _caller(self, context: grpc.aio.ServicerContext) -> str | None:
+        """Whose jobs the caller may see: its token's name when jobs are scoped per token, else None (all)."""
+        if self.tokens is None or not self.tokens.scoped:
+            return None
+        return self.tokens.principal(dict(context.invocation_metadata() or ()).get("authorization"))
+
+    async def _get(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
         check_job_id(job_id)
         job = await asyncio.to_thread(self.store.get, job_id)
-        if job is None:
-            raise job_not_found(job_id)
+        caller = self._caller(context)
+        if job is None or (caller is not None and job.principal != caller):
+            raise job_not_found(job_id)  # another token's job does not exist for this caller
         return job
 
     async def StartSync(self, request, context):
         job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
         new = JobRecord(
+            principal=self._caller(context),
             id=str(uuid.uuid4()),
             type=job_type,
             request=body,
@@ -188,10 +204,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
 
     async def GetJob(self, request, context):
-        return job_message(await self._get(request.job_id))
+        return job_message(await self._get(request.job_id, context))
 
     async def GetResult(self, request, context):
-        job = await self._get(request.job_id)
+        job = await self._get(request.job_id, context)
         if job.state != "completed":
             raise ChainsyncError(
                 grpc.StatusCode.FAILED_PRECONDITION,
@@ -238,7 +254,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
         One coroutine per watcher, no thread; WatchHub reads the store once per watched job for all of them.
         """
-        job = await self._get(request.job_id)
+        job = await self._get(request.job_id, context)
         last = request.after_sequence
         if last == 0 or last > job.version:
             last = job.version
@@ -265,6 +281,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         try:
             page = await asyncio.to_thread(
                 self.store.list_jobs,
+                principal=self._caller(context),
                 state=STATE_NAMES.get(request.state),
                 job_type=TYPE_NAMES[request.type] if request.type else None,
                 page_size=request.page_size or DEFAULT_PAGE_SIZE,
@@ -278,14 +295,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
 
     async def CancelJob(self, request, context):
-        await self._get(request.job_id)
+        await self._get(request.job_id, context)
         job = await asyncio.to_thread(self.store.request_cancel, request.job_id)
         if job is None:
             raise job_not_found(request.job_id)
         return job_message(job)
 
     async def DeleteJob(self, request, context) -> empty_pb2.Empty:
-        job = await self._get(request.job_id)
+        job = await self._get(request.job_id, context)
         if not job.finished:
             await asyncio.to_thread(self.store.request_cancel, job.id)
             deadline = time.monotonic() + DELETE_CANCEL_WAIT_S

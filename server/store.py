@@ -57,6 +57,7 @@ class JobRecord:
     cancel_requested: bool = False
     attempts: int = 0  # how many times a worker claimed it (more than 1: resumed)
     version: int = 0  # bumped by every change; the watch stream's sequence
+    principal: str | None = None  # the API token that started it, when jobs are scoped per token (server/auth.py)
 
     @property
     def finished(self) -> bool:
@@ -165,8 +166,16 @@ class JobStore(Protocol):
         """(sequence, time, job snapshot) of the changes after sequence ``after``."""
 
     def list_jobs(
-        self, *, state: str | None, job_type: str | None, page_size: int, page_token: str, skip: int = 0
-    ) -> JobPage: ...
+        self,
+        *,
+        state: str | None,
+        job_type: str | None,
+        page_size: int,
+        page_token: str,
+        skip: int = 0,
+        principal: str | None = None,
+    ) -> JobPage:
+        """Jobs newest first; with principal, only the jobs that principal started."""
 
     def delete(self, job_id: str) -> bool: ...
 
@@ -258,6 +267,11 @@ MIGRATIONS = [
         created_at REAL NOT NULL
     );
     """,
+    # 2: jobs remember the API token that started them (several tokens: each sees its own jobs)
+    """
+    ALTER TABLE jobs ADD COLUMN principal TEXT;
+    CREATE INDEX jobs_by_principal ON jobs (principal, created_at);
+    """,
 ]
 
 _JSON_COLUMNS = ("request", "stats", "checkpoint")  # JSON text in both stores
@@ -323,19 +337,21 @@ class SqlJobStore:
     def create(self, job: JobRecord) -> JobRecord:
         with self._tx() as db:
             if job.request_id:
-                self._lock(db, f"chainsync.request_id:{job.request_id}")  # one job per key, across replicas
-                row = db.execute("SELECT job_id FROM request_ids WHERE request_id = ?", (job.request_id,)).fetchone()
+                # The key is per principal: two tokens' requestIds never meet.
+                key = f"{job.principal}\x1f{job.request_id}" if job.principal else job.request_id
+                self._lock(db, f"chainsync.request_id:{key}")  # one job per key, across replicas
+                row = db.execute("SELECT job_id FROM request_ids WHERE request_id = ?", (key,)).fetchone()
                 existing = row and self._load(db, row[0])
                 if existing:
                     return existing
                 db.execute(
                     "INSERT INTO request_ids (request_id, job_id, created_at) VALUES (?, ?, ?) "
                     "ON CONFLICT (request_id) DO UPDATE SET job_id = excluded.job_id, created_at = excluded.created_at",
-                    (job.request_id, job.id, job.created_at),
+                    (key, job.id, job.created_at),
                 )
             db.execute(
                 "INSERT INTO jobs (id, type, state, progress, message, request, request_id, timeout_s, created_at, "
-                "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                "version, principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
                 (
                     job.id,
                     job.type,
@@ -346,6 +362,7 @@ class SqlJobStore:
                     job.request_id,
                     job.timeout_s,
                     job.created_at,
+                    job.principal,
                 ),
             )
             return self._changed(db, job.id)
@@ -557,9 +574,19 @@ class SqlJobStore:
         return [(seq, t, json.loads(snap)) for seq, t, snap in rows]
 
     def list_jobs(
-        self, *, state: str | None, job_type: str | None, page_size: int, page_token: str, skip: int = 0
+        self,
+        *,
+        state: str | None,
+        job_type: str | None,
+        page_size: int,
+        page_token: str,
+        skip: int = 0,
+        principal: str | None = None,
     ) -> JobPage:
         where, params = [], []
+        if principal is not None:
+            where.append("principal = ?")
+            params.append(principal)
         if state:
             where.append("state = ?")
             params.append(state)

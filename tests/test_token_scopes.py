@@ -1,0 +1,62 @@
+"""With several API tokens, each token sees only the jobs it started."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
+
+from server.auth import Tokens
+from tests.processes import grpc_server
+from tests.stack import TERMINAL, wait_for_state
+
+
+def test_each_token_sees_only_its_own_jobs(devnet, tmp_path) -> None:
+    env = {"CHAINSYNC_API_TOKEN": "alice=tok-alice-1, bob=tok-bob-2, tok-unnamed-3"}
+    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
+                     extra_env=env) as server, grpc.insecure_channel(server.addr) as channel:  # fmt: skip
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        alice = (("authorization", "Bearer tok-alice-1"),)
+        bob = (("authorization", "Bearer tok-bob-2"),)
+        third = (("authorization", "Bearer tok-unnamed-3"),)
+        job_id = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=20, request_id="same"), metadata=alice).job_id
+        wait_for_state(lambda_stub(stub, alice), job_id, TERMINAL)
+        for call, request in [
+            (stub.GetJob, jobs_pb2.GetJobRequest(job_id=job_id)),
+            (stub.GetResult, jobs_pb2.GetResultRequest(job_id=job_id)),
+            (stub.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id)),
+            (stub.DeleteJob, jobs_pb2.DeleteJobRequest(job_id=job_id)),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                call(request, metadata=bob)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), metadata=bob))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=bob).total_size == 0
+        assert [j.id for j in stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=alice).jobs] == [job_id]
+        bobs = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=20, request_id="same"), metadata=bob).job_id
+        assert bobs != job_id, "request ids are per token"
+        assert stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=20), metadata=third).job_id
+        assert stub.ListJobs(jobs_pb2.ListJobsRequest(), metadata=third).total_size == 1
+        assert stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id), metadata=alice).job_id == job_id
+
+
+def lambda_stub(stub, metadata):
+    """The stub with metadata on every call (for helpers that take a plain stub)."""
+
+    class WithToken:
+        def GetJob(self, request):
+            return stub.GetJob(request, metadata=metadata)
+
+    return WithToken()
+
+
+def test_tokens_parse_named_and_unnamed_and_compare_whole_values() -> None:
+    tokens = Tokens.parse("alice=a1, b2")
+    assert tokens.scoped and tokens.principal("Bearer a1") == "alice"
+    assert tokens.principal("Bearer b2").startswith("token-")
+    assert tokens.principal("Bearer a") is None and tokens.principal("Bearer a1x") is None
+    assert tokens.principal(None) is None and not Tokens.parse("only").scoped
+    with pytest.raises(SystemExit):
+        Tokens.parse(" , ")
