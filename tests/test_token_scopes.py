@@ -60,3 +60,24 @@ def test_tokens_parse_named_and_unnamed_and_compare_whole_values() -> None:
     assert tokens.principal(None) is None and not Tokens.parse("only").scoped
     with pytest.raises(SystemExit):
         Tokens.parse(" , ")
+
+
+def test_tokens_and_rpc_url_keys_never_reach_logs_or_errors(devnet, tmp_path) -> None:
+    from tests.processes import free_port
+
+    secret_key, token = "k3y-in-the-path-0123456789", "tok-should-not-be-logged"
+    dead_node = f"http://127.0.0.1:{free_port()}/v3/{secret_key}?apikey={secret_key}"
+    env = {"CHAINSYNC_API_TOKEN": token, "CHAINSYNC_RPC_BUDGET": "1"}
+    with grpc_server(rpc_url=dead_node, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
+                     extra_env=env) as server, grpc.insecure_channel(server.addr) as channel:  # fmt: skip
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        job_id = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=5), metadata=metadata).job_id
+        job = wait_for_state(lambda_stub(stub, metadata), job_id, TERMINAL)
+        assert job.error.code == "RPC_UNAVAILABLE" and "127.0.0.1" in job.error.message
+        assert secret_key not in job.error.message
+        with pytest.raises(grpc.RpcError):
+            stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=(("authorization", "Bearer wrong"),))
+    output = server.proc.stdout.read()
+    assert "listening" in output
+    assert secret_key not in output and token not in output
