@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean
+.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean soak
 
 install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
@@ -56,6 +56,9 @@ devnet-clean:
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+soak: install  # the reliability suite, longer (tests/reliability, docs/reliability.md): a few minutes, loopback only
+	CHAINSYNC_SOAK=1 $(BIN)/pytest tests/reliability -q --timeout=900 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/bench.py
