@@ -61,6 +61,8 @@ def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:
     dependency costs more than the gRPC call's own Python work.
     """
     auth = request.headers.get("authorization")
+    if auth and not auth.isascii():
+        raise BadRequest("Authorization", "Authorization: a bearer token is ASCII text")
     return (("authorization", auth),) if auth else ()
 
 
@@ -123,13 +125,18 @@ class BadRequest(Exception):
         self.field = field
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit() also accepts '²' and other digits int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _list_page(page: int | None, page_token: str | None) -> tuple[int, str]:
     """(page number, server page token) from ``page`` or the bridge's ``pageToken`` (``<page>.<server token>``)."""
     if page_token:
         if page is not None:
             raise BadRequest("page", "page: cannot be combined with pageToken")
         number, _, token = page_token.partition(".")
-        if not number.isdigit() or int(number) < 2 or not token:
+        if not _is_number(number) or int(number) < 2 or not token:
             raise BadRequest("pageToken", "pageToken: not a token this bridge returned")
         return int(number), token
     return page or 1, ""
@@ -197,6 +204,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, nested too deep, ...)
+            return error_response(400, "body: not a JSON object this API can read", "INVALID_ARGUMENT", {"field": "body"})
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
         return error_response(exc.status_code, message, code, headers=getattr(exc, "headers", None))
@@ -333,12 +342,12 @@ def create_app(
             str | None, Header(alias="Last-Event-ID", max_length=20, description="Resume after this event id.")
         ] = None,
         last_event_query: Annotated[
-            int | None, Query(alias="lastEventId", ge=0, description="Same as Last-Event-ID.")
+            int | None, Query(alias="lastEventId", ge=0, le=2**64 - 1, description="Same as Last-Event-ID.")
         ] = None,
     ) -> Response:
         after = last_event_query or 0
         if last_event_id:
-            if not last_event_id.isdigit():
+            if not _is_number(last_event_id) or int(last_event_id) >= 2**64:
                 raise BadRequest("Last-Event-ID", "Last-Event-ID: must be an event id this stream sent")
             after = int(last_event_id)
         if not after:

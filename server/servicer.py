@@ -29,8 +29,8 @@ from server.watch import WatchHub
 MAX_BLOCKS_BACK = 100_000_000
 MAX_TIMEOUT_S = 24 * 60 * 60
 MAX_CONFIRMATIONS = 10_000
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # used with fullmatch: no trailing newline slips through
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # fullmatch
 WATCH_POLL_S = 0.05  # how often a watched job is looked up (once for all its watchers)
 MAX_RESULT_PAGE = 10_000
 DEFAULT_PAGE_SIZE = 20
@@ -99,7 +99,7 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
             )
         timeout_s = request.timeout_seconds
         body["timeoutSeconds"] = timeout_s
-    if request.request_id and not REQUEST_ID_RE.match(request.request_id):
+    if request.request_id and not REQUEST_ID_RE.fullmatch(request.request_id):
         raise invalid_argument("requestId", "must be 1 to 128 letters, digits or . _ : -")
     return TYPE_NAMES[request.type], body, timeout_s
 
@@ -109,15 +109,19 @@ def _encode_token(offsets: dict[str, int]) -> str:
 
 
 def _decode_token(token: str) -> dict[str, int]:
+    """Per-kind offsets from a GetResult page token; ValueError for anything this server did not make."""
     try:
         offsets = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
-        return {k: int(offsets[k]) for k in RECORD_MESSAGES if k in offsets}
+        decoded = {k: offsets[k] for k in RECORD_MESSAGES if k in offsets}
     except Exception as exc:
         raise ValueError(token) from exc
+    if not all(type(v) is int and 0 <= v < 2**62 for v in decoded.values()):
+        raise ValueError(token)
+    return decoded
 
 
 def check_job_id(job_id: str) -> None:
-    if not UUID_RE.match(job_id):
+    if not UUID_RE.fullmatch(job_id):
         raise invalid_argument("jobId", f"{job_id[:64]!r} is not a job id (a UUID)", "INVALID_JOB_ID")
 
 

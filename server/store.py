@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -196,10 +197,18 @@ def encode_page_token(offset_key: tuple[float, str]) -> str:
 
 
 def decode_page_token(token: str) -> tuple[float, str]:
-    """Raises ValueError on a token this store did not make."""
-    padded = token + "=" * (-len(token) % 4)
-    created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    return float(created_at), str(job_id)
+    """Raises ValueError on a token this store did not make (any shape, any size)."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created_at, (int, float)) or isinstance(created_at, bool) or not isinstance(job_id, str):
+            raise ValueError("wrong shape")
+        value = float(created_at)
+        if not math.isfinite(value):
+            raise ValueError("not a time")
+        return value, job_id
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(token) from exc
 
 
 MIGRATIONS = [

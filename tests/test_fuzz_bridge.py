@@ -188,8 +188,7 @@ def test_generated_requests_about_a_real_job(capsys, stack, schema, completed_jo
     _report(capsys, f"{mode.value}, a completed job's routes", started)
 
 
-# --- bugs found by fuzzing, kept out of the generated runs above ---------------------------------
-# Each is the precise input; xfail until rest_bridge/ or server/ is fixed (then drop the mark).
+# --- bugs fuzzing found (fixed): each precise input stays as a regression test -------------------
 
 
 @pytest.fixture()
@@ -198,15 +197,11 @@ def stack_http(stack) -> Iterator[httpx.Client]:
         yield http  # a fresh connection: a bridge 500 from an unhandled exception closes the one it came on
 
 
-@pytest.mark.xfail(reason="bug: rest_bridge/app.py _list_page: '²'.isdigit() is True but int('²') raises: 500")
 def test_page_token_with_a_superscript_digit_is_a_400(stack_http: httpx.Client) -> None:
     response = stack_http.get("/jobs", params={"pageToken": "\u00b2.abc"})
     assert response.status_code == 400 and response.json()["details"]["field"] == "pageToken"
 
 
-@pytest.mark.xfail(
-    reason="bug: rest_bridge/app.py job_events_stream: Last-Event-ID '²' passes isdigit(), int() raises: 500"
-)
 def test_last_event_id_with_a_superscript_digit_is_a_400(stack_http: httpx.Client, completed_job: str) -> None:
     response = stack_http.get(
         f"/api/blockchain/sync/events/{completed_job}", headers={"Last-Event-ID": "\u00b2".encode("latin-1")}
@@ -214,15 +209,11 @@ def test_last_event_id_with_a_superscript_digit_is_a_400(stack_http: httpx.Clien
     assert response.status_code == 400 and response.json()["details"]["field"] == "Last-Event-ID"
 
 
-@pytest.mark.xfail(
-    reason="bug: rest_bridge/app.py metadata_of passes a non-ASCII Authorization on as gRPC metadata: 500"
-)
 def test_non_ascii_authorization_is_a_4xx(stack_http: httpx.Client, completed_job: str) -> None:
     response = stack_http.get(f"/api/blockchain/sync/status/{completed_job}", headers={"Authorization": b"Bearer \xe9"})
     assert 400 <= response.status_code < 500, response.text
 
 
-@pytest.mark.xfail(reason="bug: FastAPI's 'There was an error parsing the body' (HTTP_ERROR, no details.field)")
 @pytest.mark.parametrize("body", [b"\x80", b"[" * 30000 + b"]" * 30000], ids=["not-utf8", "nested-30000"])
 def test_undecodable_body_names_the_field(request, body: bytes) -> None:
     stack = request.getfixturevalue("silent_bridge")
@@ -231,10 +222,6 @@ def test_undecodable_body_names_the_field(request, body: bytes) -> None:
     assert response.status_code == 400 and response.json()["details"].get("field") == "body", response.text
 
 
-@pytest.mark.xfail(
-    reason="bug: rest_bridge/app.py job_events_stream: lastEventId / Last-Event-ID over 2**64-1 on a job "
-    "not ended: WatchJobRequest(after_sequence=...) raises ValueError: 500"
-)
 @pytest.mark.parametrize("how", ["query", "header"])
 def test_an_event_id_past_uint64_is_a_400(silent_bridge: Service, how: str) -> None:
     with httpx.Client(base_url=_loopback(silent_bridge.url), timeout=CALL_TIMEOUT_S) as http:

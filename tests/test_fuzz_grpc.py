@@ -61,21 +61,17 @@ def b64(value: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
-def known_bug_token(token: str) -> bool:
-    """A page token that decodes to JSON of the wrong shape: a known server bug (see the xfail tests)."""
-    try:
-        value = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
-    except Exception:
-        return False
-    return not (isinstance(value, list) and len(value) == 2)
-
-
-LIST_TOKENS = st.one_of(TEXT, st.builds(b64, st.lists(st.integers(0, 2**40), max_size=3))).filter(
-    lambda t: not known_bug_token(t)
+# Tokens of every JSON shape and size, including the ones that once reached the store unchecked.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
 )
-RESULT_TOKENS = st.one_of(  # offsets past int64 are a known bug (test_get_result_page_token_with_a_huge_offset)
+LIST_TOKENS = st.one_of(TEXT, st.builds(b64, JSON_VALUES), st.builds(b64, st.lists(st.integers(0, 2**40), max_size=3)))
+RESULT_TOKENS = st.one_of(
     TEXT,
-    st.builds(b64, st.dictionaries(st.sampled_from(["proposals", "petitions", "reports"]), INT64)),
+    st.builds(b64, JSON_VALUES),
+    st.builds(b64, st.dictionaries(st.sampled_from(["proposals", "petitions", "reports"]), st.integers() | INT64)),
 )
 
 
@@ -224,11 +220,9 @@ def test_watch_job_with_arbitrary_ids_and_sequences(capsys, stack, completed_job
     _show(capsys, "WatchJob", started)
 
 
-# --- bugs found by fuzzing, kept out of the generated runs above ---------------------------------
-# Each is the precise input; xfail until server/ is fixed (then drop the mark and the TOKENS filter).
+# --- bugs fuzzing found (fixed): each precise input stays as a regression test -------------------
 
 
-@pytest.mark.xfail(reason="bug: server/store.py decode_page_token raises TypeError (not ValueError): UNKNOWN")
 @pytest.mark.parametrize("value", [5, None, [[1], "a"]], ids=["int", "null", "nested"])
 def test_list_jobs_page_token_of_the_wrong_json_shape(silent_stub, value) -> None:
     with pytest.raises(grpc.RpcError) as caught:
@@ -236,16 +230,12 @@ def test_list_jobs_page_token_of_the_wrong_json_shape(silent_stub, value) -> Non
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.xfail(reason="bug: server/store.py decode_page_token float(10**400) raises OverflowError: UNKNOWN")
 def test_list_jobs_page_token_with_a_huge_number(silent_stub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         silent_stub.ListJobs(jobs_pb2.ListJobsRequest(page_token=b64([10**400, "x"])), timeout=CALL_TIMEOUT_S)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.xfail(
-    reason="bug: server/servicer.py GetResult: an offset over 2**63 reaches SQLite (OverflowError): UNKNOWN"
-)
 @pytest.mark.parametrize("offset", [10**20, 1e300], ids=["int", "float"])
 def test_get_result_page_token_with_a_huge_offset(stack, completed_job: str, offset) -> None:
     request = jobs_pb2.GetResultRequest(job_id=completed_job, page_size=1, page_token=b64({"proposals": offset}))
@@ -254,9 +244,6 @@ def test_get_result_page_token_with_a_huge_offset(stack, completed_job: str, off
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.xfail(
-    reason="bug: server/servicer.py REQUEST_ID_RE and UUID_RE end with '$', which also matches before a final newline"
-)
 def test_a_trailing_newline_is_refused_in_request_ids_and_job_ids(silent_stub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         silent_stub.StartSync(jobs_pb2.StartSyncRequest(request_id="abc\n"), timeout=CALL_TIMEOUT_S)
