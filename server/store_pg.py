@@ -27,6 +27,7 @@ the epoch, ids in the "C" collation (byte order, as SQLite compares them), so a
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -216,3 +217,33 @@ class PostgresJobStore(SqlJobStore):
                 if version > current:
                     conn.execute(script)
                     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+
+# A replica keeps working through a lost database connection (a PostgreSQL restart, a
+# terminated backend): a method whose connection broke mid-transaction is rolled back by
+# PostgreSQL and run again on a fresh connection from the pool, a few times. The writes
+# are safe to repeat (upserts, guarded updates), and the reads obviously are.
+_LOST_CONNECTION_TRIES = 4
+
+
+def _retry_on_lost_connection(method):
+    @functools.wraps(method)
+    def retrying(self, *args, **kwargs):
+        for attempt in range(_LOST_CONNECTION_TRIES):
+            try:
+                return method(self, *args, **kwargs)
+            except psycopg.OperationalError:
+                if attempt + 1 == _LOST_CONNECTION_TRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return retrying
+
+
+for _name in (
+    "create", "get", "claim_next", "heartbeat", "update_progress", "save_chunk", "touched", "touched_event_count",
+    "rewind", "record_ids", "request_cancel", "finish", "release", "events", "list_jobs", "delete", "purge_expired",
+    "last_completed", "result_summary",
+):  # fmt: skip
+    setattr(PostgresJobStore, _name, _retry_on_lost_connection(getattr(SqlJobStore, _name)))
