@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .stamps
 
-.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean soak
+.PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean soak loadtest
 
 install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
@@ -65,6 +65,9 @@ bench: install
 
 bench-memory: install
 	$(BIN)/python bench/bench.py --memory
+
+loadtest: install  # status polls (100 and 1,000 pollers) and job throughput (1, 2, 4 replicas on PostgreSQL): docs/load.md
+	$(BIN)/python bench/loadtest.py $(LOADTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check server rest_bridge devnet clients tests proto bench

@@ -43,12 +43,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def poller(host: str, port: int, path: str, deadline: float, interval: float, latencies: list[float]) -> int:
+async def poller(
+    host: str, port: int, path: str, deadline: float, interval: float, latencies: list[float], start: float = 0.0
+) -> int:
     """One keep-alive HTTP/1.1 connection, GET after GET until the deadline; returns the non-200 count.
 
     A bare asyncio stream rather than an HTTP library, so that the client costs little CPU next to the bridge.
+    ``start`` (time.monotonic(), which all processes share): connect first, then wait for it before polling.
     """
     reader, writer = await asyncio.open_connection(host, port)
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n".encode()
     errors = 0
     await asyncio.sleep(random.uniform(0, interval))  # pollers that poll every few seconds are not in step
