@@ -4,6 +4,7 @@
     chainsync serve    the gRPC JobService on 127.0.0.1:50051
     chainsync bridge   the REST bridge on 127.0.0.1:8080
     chainsync up       all three in the foreground (what `make run` runs)
+    chainsync backup   copy the SQLite job store while servers run
     chainsync sync     start a sync job (--watch: live progress); chainsync jobs list|show|cancel|delete|result
 
 Settings come from flags, then CHAINSYNC_* environment variables, then defaults.
@@ -51,6 +52,27 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     run(settings.grpc_addr, settings.http_addr)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, backup_sqlite
+
+    db = _settings(args).db
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  {done}/{total} pages", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = backup_sqlite(db, args.destination, progress=progress if sys.stderr.isatty() else None)
+    except BackupError as exc:
+        print(f"chainsync backup: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up {db} to {report.path}: {report.jobs} jobs, schema version {report.schema_version}, "
+        f"{report.size_bytes / 1e6:.1f} MB",
+        flush=True,
+    )
     return 0
 
 
@@ -153,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         common(p)
         p.set_defaults(func=func)
+    p = sub.add_parser("backup", help="copy the SQLite job store while servers run (safe, unlike cp)")
+    p.add_argument("--db", help="the SQLite job store (CHAINSYNC_DB)")
+    p.add_argument("destination", help="a new file to write the copy to")
+    p.set_defaults(func=cmd_backup)
     # The client commands have their own parser (clients/python/chainsync_client/cli.py); main() hands them over.
     sub.add_parser("sync", help="start a sync job and follow its progress (chainsync sync --help)", add_help=False)
     sub.add_parser(
