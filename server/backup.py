@@ -41,7 +41,7 @@ def backup_sqlite(
     """
     source, destination = Path(source), Path(destination)
     if str(source).startswith(("postgresql:", "postgres:")):
-        raise BackupError("CHAINSYNC_DB is a PostgreSQL URL: back it up with pg_dump (README, "For operators")")
+        raise BackupError("CHAINSYNC_DB is a PostgreSQL URL: back it up with pg_dump (README, 'For operators')")
     if not source.is_file():
         raise BackupError(f"CHAINSYNC_DB: no job store at {source}")
     if destination.exists():
