@@ -9,7 +9,7 @@ STAMPS := .stamps
 
 .PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean soak loadtest
 
-install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto $(STAMPS)/chromium
 
 $(STAMPS)/python: pyproject.toml
 	@mkdir -p $(STAMPS)
@@ -27,6 +27,13 @@ $(STAMPS)/npm: package.json package-lock.json
 $(STAMPS)/npm-ts: clients/typescript/package.json clients/typescript/package-lock.json
 	@mkdir -p $(STAMPS)
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Debian's Chromium for tests/test_page.py (driven by playwright; no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	command -v chromium >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium)
 	@touch $@
 
 $(STAMPS)/proto: $(STAMPS)/python $(shell find proto -name '*.proto') proto/generate.py

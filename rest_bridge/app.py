@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from contextlib import asynccontextmanager
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import grpc
@@ -22,7 +23,8 @@ from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rest_bridge import models
@@ -43,6 +45,13 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),  # long WatchJob streams stay alive through proxies
     ("grpc.keepalive_timeout_ms", 10_000),
 ]
+
+STATIC_DIR = FilePath(__file__).resolve().parent / "static"
+# Only this origin's script, style and API: no inline script, nothing fetched from elsewhere.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
 BEARER_SCHEME = {
@@ -205,7 +214,9 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, nested too deep, ...)
-            return error_response(400, "body: not a JSON object this API can read", "INVALID_ARGUMENT", {"field": "body"})
+            return error_response(
+                400, "body: not a JSON object this API can read", "INVALID_ARGUMENT", {"field": "body"}
+            )
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
         message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
         return error_response(exc.status_code, message, code, headers=getattr(exc, "headers", None))
@@ -453,6 +464,13 @@ def create_app(
     @app.get("/healthz", response_model=models.Health, tags=["meta"], summary="The bridge is up (no auth)")
     async def healthz() -> Response:
         return FastJSON({"success": True})
+
+    @app.get("/", include_in_schema=False)
+    async def jobs_page() -> Response:
+        """The jobs page (docs/jobs-page.md); its script and style are under /static, the data comes from the API."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document, less the 422 it adds to every route: this bridge answers bad input with 400."""
