@@ -113,10 +113,49 @@ class Scenario:
         return [a for b in self.blocks for a in b.txs]
 
 
-def fake_cid(*parts: object) -> str:
-    """A CIDv1-looking string (base32 'bafkrei…'), different for each parts."""
-    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return "bafkrei" + base64.b32encode(digest).decode().lower().rstrip("=")[:52]
+# The kinds' letters in content_cid's parts, and the parts create() uses for each kind.
+_KIND_NAMES = {"p": "Proposal", "t": "Petition", "r": "Report"}
+_CID_FIELDS = {"p": ("title", "short", "details"), "t": ("title", "description"), "r": ("title", "description")}
+_LONG_PARTS = 5  # the "ipfs://a-b-c-d-e" proposal field joins this many CIDs
+
+
+def cid_content(*parts: object) -> str:
+    """The text the scenario puts under content_cid(*parts), e.g. "Proposal 7 title".
+
+    Descriptions get a second, non-ASCII line, so a reader must decode UTF-8.
+    """
+    kind, *rest = parts
+    text = " ".join([_KIND_NAMES.get(str(kind), str(kind)), *map(str, rest)])
+    if rest and rest[-1] in ("short", "details", "description"):
+        text += "\nÜnïcødé ✓ — second line"
+    return text
+
+
+def raw_cid(content: bytes) -> str:
+    """The CIDv1 of content as one raw block: multibase 'b' + base32 of 0x01 0x55 0x12 0x20 + sha256."""
+    digest = hashlib.sha256(content).digest()
+    return "b" + base64.b32encode(bytes((0x01, 0x55, 0x12, 0x20)) + digest).decode().lower().rstrip("=")
+
+
+def content_cid(*parts: object) -> str:
+    """A real CID ('bafkrei…', raw sha2-256) of cid_content(*parts): different for each parts."""
+    return raw_cid(cid_content(*parts).encode())
+
+
+def scenario_contents(counts: dict[str, int]) -> dict[str, str]:
+    """CID -> text for every CID a scenario with these entity counts can put on chain.
+
+    counts: {"proposals": n, "petitions": n, "reports": n} (Expected.counts). What
+    an IPFS gateway serving the devnet's content serves.
+    """
+    kinds = {"p": "proposals", "t": "petitions", "r": "reports"}
+    parts: list[tuple[object, ...]] = []
+    for letter, kind in kinds.items():
+        for i in range(1, counts.get(kind, 0) + 1):
+            parts += [(letter, i, name) for name in _CID_FIELDS[letter]]
+            if letter == "p":
+                parts += [(letter, i, k) for k in range(_LONG_PARTS)]
+    return {content_cid(*p): cid_content(*p) for p in parts}
 
 
 class _Planner:
@@ -197,13 +236,13 @@ class _Planner:
                 expired = ts + self.interval * rng.randint(20, 400)
             else:
                 expired = ts + 86_400 * rng.randint(7, 120)
-            details = fake_cid("p", i, "details")
+            details = content_cid("p", i, "details")
             if i % 37 == 0:
                 details = ""
             elif i % 41 == 0:
-                details = "ipfs://" + "-".join(fake_cid("p", i, k) for k in range(5))  # > 256 bytes
-            title = fake_cid("p", i, "title") if i % 53 else "Q✓ ünïcødé title " + fake_cid("p", i)
-            args = (title, fake_cid("p", i, "short"), details, category, expired)
+                details = "ipfs://" + "-".join(content_cid("p", i, k) for k in range(_LONG_PARTS))  # > 256 bytes
+            title = content_cid("p", i, "title") if i % 53 else "Q✓ ünïcødé title " + content_cid("p", i)
+            args = (title, content_cid("p", i, "short"), details, category, expired)
             return Tx(self.admin(), "Proposals", "createProposal", args)
         if kind == "petitions":
             if i % 10 == 0:
@@ -212,11 +251,11 @@ class _Planner:
                 required = 1
             else:
                 required = rng.randint(2, 7)
-            description = fake_cid("t", i, "description") if i % 29 else ""
-            args = (fake_cid("t", i, "title"), description, required)
+            description = content_cid("t", i, "description") if i % 29 else ""
+            args = (content_cid("t", i, "title"), description, required)
             return Tx(rng.choice([*self.users, *self.admins]), "Petitions", "createPetition", args)
-        description = fake_cid("r", i, "description") if i % 31 else ""
-        args = (fake_cid("r", i, "title"), description)
+        description = content_cid("r", i, "description") if i % 31 else ""
+        args = (content_cid("r", i, "title"), description)
         return Tx(rng.choice([*self.users, *self.admins, self.temp_user]), "Reports", "createReport", args)
 
     # --- everything else ---
