@@ -23,7 +23,7 @@ TERMINAL = frozenset({jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, j
 
 
 def stats_json(stats: jobs_pb2.JobStats) -> dict[str, Any]:
-    return {
+    out = {
         "blocksTotal": str(stats.blocks_total),
         "blocksDone": str(stats.blocks_done),
         "eventsFound": str(stats.events_found),
@@ -32,6 +32,10 @@ def stats_json(stats: jobs_pb2.JobStats) -> dict[str, Any]:
         "blocksPerSecond": stats.blocks_per_second,
         "etaSeconds": stats.eta_seconds,
     }
+    if stats.content_cids:  # IPFS content was resolved (docs/ipfs.md)
+        for name in ("cids", "cached", "fetched", "failed", "unresolved"):
+            out[f"content{name.title()}"] = str(getattr(stats, f"content_{name}"))
+    return out
 
 
 def job_json(job: jobs_pb2.Job) -> dict[str, Any]:
@@ -63,6 +67,8 @@ def job_json(job: jobs_pb2.Job) -> dict[str, Any]:
 def record_json(record: Any) -> dict[str, Any]:
     out = json_format.MessageToDict(record, always_print_fields_with_no_presence=True)
     out["created"] = out.get("created")  # null when the creating event is outside the range
+    if not out.get("unresolved"):
+        out.pop("unresolved", None)  # only when IPFS content was resolved and some of it was not
     return out
 
 

@@ -61,6 +61,11 @@ class JobStats(Strict):
     recordsDone: Decimal
     blocksPerSecond: float
     etaSeconds: float = Field(description="Estimated seconds left; 0 when unknown.")
+    contentCids: Decimal | None = Field(None, description="IPFS content (when resolved): distinct CIDs in the records.")
+    contentCached: Decimal | None = Field(None, description="CIDs served from the server's cache.")
+    contentFetched: Decimal | None = Field(None, description="CIDs fetched from a gateway (and verified) by this job.")
+    contentFailed: Decimal | None = Field(None, description="CIDs no gateway gave.")
+    contentUnresolved: Decimal | None = Field(None, description="Record fields left unresolved.")
 
 
 class Job(Strict):
@@ -131,10 +136,28 @@ _SCALARS: dict[int, Any] = {
 }
 
 
+class UnresolvedContent(Strict):
+    """A *Cid field whose IPFS content is not in the record (docs/ipfs.md)."""
+
+    field: str = Field(description="The record's field: titleCid, shortDescriptionCid, desCid, ...")
+    cid: str = Field(description="The field's value as on chain.")
+    reason: Literal["not_a_cid", "hash_mismatch", "too_large", "not_text", "not_found", "unavailable"]
+
+
 def _record_model(message: Any) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for f in message.DESCRIPTOR.fields:
-        if f.message_type is not None:
+        if f.message_type is not None and f.message_type.name == "UnresolvedContent":
+            fields[f.json_name] = (
+                list[UnresolvedContent],
+                Field(None, description="IPFS content not resolved; absent when none (or resolution is off)"),
+            )
+        elif f.has_presence and f.message_type is None:
+            fields[f.json_name] = (
+                _SCALARS[f.type],
+                Field(None, description="IPFS content behind the CID field; absent when not resolved"),
+            )
+        elif f.message_type is not None:
             fields[f.json_name] = (
                 Provenance | None,
                 Field(..., description="null when the creating event is outside the range"),

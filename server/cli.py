@@ -31,6 +31,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_addr=getattr(args, "http_addr", None),
         workers=getattr(args, "workers", None),
         confirmations=getattr(args, "confirmations", None),
+        ipfs_gateways=tuple(args.ipfs_gateway.split(",")) if getattr(args, "ipfs_gateway", None) else None,
     )
 
 
@@ -159,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http-addr", help="REST bridge address (CHAINSYNC_HTTP_ADDR)")
         p.add_argument("--workers", type=int, help="job threads (CHAINSYNC_WORKERS)")
         p.add_argument("--confirmations", type=int, help="blocks to stay behind the head (CHAINSYNC_CONFIRMATIONS)")
+        p.add_argument(
+            "--ipfs-gateway",
+            help="IPFS HTTP gateway URL(s) for the *Cid fields, comma-separated (CHAINSYNC_IPFS_GATEWAY)",
+        )
 
     p = sub.add_parser("devnet", help="start anvil with the contracts deployed and seeded")
     p.add_argument("--port", type=int, default=8545)

@@ -32,6 +32,9 @@ class Settings:
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
     lease_s: int = 15
+    ipfs_gateways: tuple[str, ...] = ()  # IPFS HTTP gateways for the *Cid fields' content; none: not resolved
+    ipfs_concurrency: int = 8  # gateway requests in flight, for the whole server
+    ipfs_timeout_s: int = 10  # per gateway request
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -39,6 +42,8 @@ class Settings:
         values: dict[str, object] = {}
         if env.get("CHAINSYNC_RPC_URL"):
             values["rpc_urls"] = tuple(u.strip() for u in env["CHAINSYNC_RPC_URL"].split(",") if u.strip())
+        if env.get("CHAINSYNC_IPFS_GATEWAY"):
+            values["ipfs_gateways"] = tuple(u.strip() for u in env["CHAINSYNC_IPFS_GATEWAY"].split(",") if u.strip())
         for key, name in [
             ("deployment_path", "CHAINSYNC_DEPLOYMENT"),
             ("db", "CHAINSYNC_DB"),
@@ -60,6 +65,8 @@ class Settings:
             ("log_chunk_max", "CHAINSYNC_LOG_CHUNK_MAX"),
             ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
             ("rpc_budget_s", "CHAINSYNC_RPC_BUDGET"),
+            ("ipfs_concurrency", "CHAINSYNC_IPFS_CONCURRENCY"),
+            ("ipfs_timeout_s", "CHAINSYNC_IPFS_TIMEOUT"),
         ]:
             if env.get(name):
                 try:
@@ -71,4 +78,16 @@ class Settings:
             raise SystemExit("CHAINSYNC_TLS_CERT and CHAINSYNC_TLS_KEY go together: set both or neither")
         if settings.silent_changes not in ("auto", "trace", "blocks", "off"):
             raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
-        return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        check_ipfs_settings(settings)
+        return settings
+
+
+def check_ipfs_settings(settings: Settings) -> None:
+    for url in settings.ipfs_gateways:
+        if not url.startswith(("http://", "https://")) or len(url) < 9:
+            raise SystemExit(f"CHAINSYNC_IPFS_GATEWAY: {url!r} is not an http:// or https:// URL")
+    if settings.ipfs_concurrency < 1:
+        raise SystemExit("CHAINSYNC_IPFS_CONCURRENCY must be at least 1")
+    if settings.ipfs_timeout_s < 1:
+        raise SystemExit("CHAINSYNC_IPFS_TIMEOUT must be at least 1 (seconds)")

@@ -3,7 +3,8 @@
 Owns the glue between a claimed job and the sync engine: resolve the range
 once (a resumed job keeps the range it started with), run the engine with the
 job's progress reporting and a journal that saves each chunk of work to the
-store, then finish the job: ``completed`` with its result summary, ``failed``
+store, resolve the records' IPFS content when gateways are configured
+(server/ipfs.py), then finish the job: ``completed`` with its result summary, ``failed``
 with a reason (``JOB_TIMEOUT``, ``RPC_UNAVAILABLE``, ...), ``cancelled``, or,
 on a server shutdown, released back to ``pending`` to resume from its
 checkpoint.
@@ -19,6 +20,7 @@ from typing import Any
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError
+from server.ipfs import ContentStats, Gateways, resolve_job_content
 from server.rpc import JsonRpc, RetryPolicy, RpcError
 from server.runner import JobContext, JobStopped
 from server.store import JobStore, ResultSummary
@@ -42,6 +44,7 @@ class SyncJobDeps:
     confirmations: int
     sync_options: SyncOptions
     rpc_budget_s: float = 30.0
+    ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/ipfs.py)
 
 
 class StoreJournal:
@@ -136,6 +139,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
 
         counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress, journal)
         ctx.check()
+        content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
         summary = ResultSummary(
             from_block=rng.from_block,
             to_block=rng.to_block,
@@ -150,7 +154,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
             ctx,
             "completed",
             summary=summary,
-            stats=stats.as_dict(),
+            stats={**stats.as_dict(), **(content.as_dict() if content else {})},
             message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
         )
     except JobStopped as stop:
@@ -173,6 +177,25 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         )
     finally:
         rpc.close()
+
+
+def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> ContentStats:
+    """The IPFS step: after the records are read, their *Cid fields' content beside them."""
+
+    def progress(done: int, total: int, content: ContentStats) -> None:
+        figures = {**stats.as_dict(), **content.as_dict()}
+        ctx.report(stats.percent(), f"Resolving IPFS content ({done}/{total})", figures, force=done in (0, total))
+
+    return resolve_job_content(
+        ctx.store,
+        ctx.job.id,
+        KINDS_BY_TYPE[ctx.job.type],
+        gateways,
+        owner=ctx.owner,
+        check=ctx.check,
+        stopping=lambda: ctx.stop_reason() is not None,
+        progress=progress,
+    )
 
 
 def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:

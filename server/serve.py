@@ -22,6 +22,7 @@ from server.auth import Tokens
 from server.config import Settings
 from server.contracts import entity_kinds, load_deployment
 from server.interceptors import AuthInterceptor, ErrorInterceptor
+from server.ipfs import Gateways, IpfsSettings
 from server.jobs import SyncJobDeps, run_sync_job
 from server.runner import Runner
 from server.servicer import JobService
@@ -102,6 +103,15 @@ def _open_postgres(url: str) -> JobStore:
         raise SystemExit(f"CHAINSYNC_DB: cannot open the PostgreSQL job store at {shown}: {exc}") from None
 
 
+def ipfs_gateways(settings: Settings) -> Gateways | None:
+    """The IPFS gateways the jobs resolve the *Cid fields through; None when none is configured."""
+    if not settings.ipfs_gateways:
+        return None
+    return Gateways(
+        IpfsSettings(settings.ipfs_gateways, concurrency=settings.ipfs_concurrency, timeout_s=settings.ipfs_timeout_s)
+    )
+
+
 async def serve(settings: Settings) -> bool:
     store = open_store(settings.db)
     deps = SyncJobDeps(
@@ -110,6 +120,7 @@ async def serve(settings: Settings) -> bool:
         kinds=entity_kinds(),
         confirmations=settings.confirmations,
         rpc_budget_s=settings.rpc_budget_s,
+        ipfs=ipfs_gateways(settings),
         sync_options=SyncOptions(
             log_chunk_blocks=settings.log_chunk_blocks,
             log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),
@@ -161,6 +172,8 @@ async def serve(settings: Settings) -> bool:
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     drained = await asyncio.to_thread(runner.stop, SHUTDOWN_GRACE_S)
+    if deps.ipfs:
+        deps.ipfs.close()
     await server.stop(SHUTDOWN_GRACE_S)
     return drained
 

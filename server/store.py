@@ -191,6 +191,15 @@ class JobStore(Protocol):
     def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterable[dict[str, Any]]:
         """The result's records of one kind, in order, from offset."""
 
+    def replace_records(self, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None = None) -> bool:
+        """Rewrites records already saved (same id, same position); owner as in save_chunk."""
+
+    def ipfs_cached(self, cids: list[str]) -> dict[str, str]:
+        """CID -> content of those CIDs the cache holds."""
+
+    def ipfs_save(self, contents: dict[str, str]) -> None:
+        """Caches verified content by CID (a CID already cached keeps its content)."""
+
 
 def encode_page_token(offset_key: tuple[float, str]) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(offset_key)).encode()).decode().rstrip("=")
@@ -280,6 +289,14 @@ MIGRATIONS = [
     """
     ALTER TABLE jobs ADD COLUMN principal TEXT;
     CREATE INDEX jobs_by_principal ON jobs (principal, created_at);
+    """,
+    # 3: IPFS content behind the records' *Cid fields, by CID (content under a CID never changes; server/ipfs.py)
+    """
+    CREATE TABLE ipfs_content (
+        cid        TEXT PRIMARY KEY,
+        content    TEXT NOT NULL,
+        fetched_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -672,6 +689,33 @@ class SqlJobStore:
             after = rows[-1][0]
             if left is not None:
                 left -= len(rows)
+
+    def replace_records(self, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None = None) -> bool:
+        with self._tx() as db:
+            if not self._holds(db, job_id, owner):
+                return False
+            db.executemany(
+                "UPDATE records SET data = ? WHERE job_id = ? AND kind = ? AND entity_id = ?",
+                [(json.dumps(r), job_id, kind, r["id"]) for r in records],
+            )
+        return True
+
+    def ipfs_cached(self, cids: list[str]) -> dict[str, str]:
+        if not cids:
+            return {}
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT cid, content FROM ipfs_content WHERE cid IN ({', '.join('?' * len(cids))})", cids
+            ).fetchall()
+        return {cid: content for cid, content in rows}
+
+    def ipfs_save(self, contents: dict[str, str]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO ipfs_content (cid, content, fetched_at) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING",
+                [(cid, content, now) for cid, content in contents.items()],
+            )
 
 
 class SQLiteJobStore(SqlJobStore):

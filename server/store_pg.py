@@ -110,6 +110,14 @@ PG_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN principal TEXT;
     CREATE INDEX jobs_by_principal ON jobs (principal, created_at);
     """,
+    # 3: IPFS content behind the records' *Cid fields, by CID (server/ipfs.py)
+    """
+    CREATE TABLE ipfs_content (
+        cid        TEXT COLLATE "C" PRIMARY KEY,
+        content    TEXT NOT NULL,
+        fetched_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 
 
@@ -244,6 +252,6 @@ def _retry_on_lost_connection(method):
 for _name in (
     "create", "get", "claim_next", "heartbeat", "update_progress", "save_chunk", "touched", "touched_event_count",
     "rewind", "record_ids", "request_cancel", "finish", "release", "events", "list_jobs", "delete", "purge_expired",
-    "last_completed", "result_summary",
+    "last_completed", "result_summary", "replace_records", "ipfs_cached", "ipfs_save",
 ):  # fmt: skip
     setattr(PostgresJobStore, _name, _retry_on_lost_connection(getattr(SqlJobStore, _name)))

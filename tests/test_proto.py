@@ -60,6 +60,10 @@ def test_records_carry_every_getter_field_and_provenance() -> None:
         "updated_at",
         "removed",
         "created",
+        "title",  # IPFS content, when resolved (docs/ipfs.md)
+        "short_description",
+        "description",
+        "unresolved",
     ]
     assert fields["Petition"] == [
         "id",
@@ -71,6 +75,9 @@ def test_records_carry_every_getter_field_and_provenance() -> None:
         "completed",
         "removed",
         "created",
+        "title",
+        "description",
+        "unresolved",
     ]
     assert fields["Report"] == [
         "id",
@@ -84,4 +91,7 @@ def test_records_carry_every_getter_field_and_provenance() -> None:
         "resolved_at",
         "removed",
         "created",
+        "title",
+        "description",
+        "unresolved",
     ]

@@ -60,6 +60,8 @@ def record_from_proto(record: Any) -> dict[str, Any]:
     """The same dict the REST API sends for a record."""
     out = json_format.MessageToDict(record, always_print_fields_with_no_presence=True)
     out["created"] = out.get("created")
+    if not out.get("unresolved"):
+        out.pop("unresolved", None)  # as the REST API: only when some IPFS content was not resolved
     return out
 
 

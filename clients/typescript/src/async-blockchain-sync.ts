@@ -63,6 +63,18 @@ export interface Provenance {
   logIndex: number;
 }
 
+/**
+ * A `*Cid` field whose IPFS content is not in the record (only when the server resolves IPFS content:
+ * CHAINSYNC_IPFS_GATEWAY, docs/ipfs.md).
+ */
+export interface UnresolvedContent {
+  /** The record's field: titleCid, shortDescriptionCid, descriptionInDetailsCid, desCid, descriptionCid. */
+  field: string;
+  /** The field's value as on chain. */
+  cid: string;
+  reason: 'not_a_cid' | 'hash_mismatch' | 'too_large' | 'not_text' | 'not_found' | 'unavailable';
+}
+
 /** Proposals.getProposal(id) at toBlock. */
 export interface Proposal {
   id: DecimalString;
@@ -81,6 +93,14 @@ export interface Proposal {
   updatedAt: DecimalString;
   removed: boolean;
   created: Provenance | null;
+  /** IPFS content behind titleCid (absent: not resolved; see unresolved). */
+  title?: string;
+  /** IPFS content behind shortDescriptionCid. */
+  shortDescription?: string;
+  /** IPFS content behind descriptionInDetailsCid. */
+  description?: string;
+  /** The CID fields whose content could not be resolved; absent when none. */
+  unresolved?: UnresolvedContent[];
 }
 
 /** Petitions.getPetition(id) at toBlock. */
@@ -94,6 +114,11 @@ export interface Petition {
   completed: boolean;
   removed: boolean;
   created: Provenance | null;
+  /** IPFS content behind titleCid (absent: not resolved; see unresolved). */
+  title?: string;
+  /** IPFS content behind desCid. */
+  description?: string;
+  unresolved?: UnresolvedContent[];
 }
 
 /** Reports.getReport(id) at toBlock. */
@@ -109,6 +134,11 @@ export interface Report {
   resolvedAt: DecimalString;
   removed: boolean;
   created: Provenance | null;
+  /** IPFS content behind titleCid (absent: not resolved; see unresolved). */
+  title?: string;
+  /** IPFS content behind descriptionCid. */
+  description?: string;
+  unresolved?: UnresolvedContent[];
 }
 
 /** The spec's `result` object. */

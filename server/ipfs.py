@@ -1,0 +1,368 @@
+"""IPFS content behind the records' ``*Cid`` fields: CIDs, gateways, verification, and the job step.
+
+Owns:
+
+- parsing a CID field (``parse_cid``): CIDv0 (``Qm…``, base58btc) and CIDv1 in
+  multibase base32 (``b…``), bare or as ``ipfs://<cid>`` / ``/ipfs/<cid>``;
+  anything else is not a CID and is never fetched;
+- fetching ``GET {gateway}/ipfs/{cid}`` (``Gateways``): one httpx client, at
+  most ``concurrency`` requests in flight for the whole server, a timeout per
+  request, retries with backoff on 429, 5xx and connection errors, the next
+  gateway when one fails, a size cap, UTF-8 text only;
+- verifying content: a raw-codec sha2-256 CID (``bafkrei…``) must hash to its
+  digest; other CIDs are trusted to the gateway (docs/ipfs.md);
+- the job step (``resolve_job_content``): every CID of a job's records, from the
+  store's cache (keyed by CID: content under a CID never changes) or the
+  gateways, written beside the CID in each record; a field that cannot be
+  fetched is listed in the record's ``unresolved`` with a reason, never filled
+  with placeholder text. Only verified fetches are cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from server.runner import JobStopped
+
+# Result field -> (CID field -> resolved text field) of each record kind.
+CID_FIELDS: dict[str, dict[str, str]] = {
+    "proposals": {
+        "titleCid": "title",
+        "shortDescriptionCid": "shortDescription",
+        "descriptionInDetailsCid": "description",
+    },
+    "petitions": {"titleCid": "title", "desCid": "description"},
+    "reports": {"titleCid": "title", "descriptionCid": "description"},
+}
+
+# Why a field stays unresolved. The first four are about the content a gateway
+# gave; "not_found" and "unavailable" mean no gateway gave any.
+REASONS = ("not_a_cid", "hash_mismatch", "too_large", "not_text", "not_found", "unavailable")
+_PRIORITY = ("hash_mismatch", "too_large", "not_text", "unavailable", "not_found")  # reported when gateways differ
+
+RAW_CODEC = 0x55
+DAG_PB_CODEC = 0x70
+SHA2_256 = 0x12
+
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58)}
+
+
+@dataclass(frozen=True)
+class Cid:
+    text: str  # the CID alone, as the gateway is asked for it
+    version: int
+    codec: int
+    hash_code: int
+    digest: bytes
+
+    @property
+    def verifiable(self) -> bool:
+        """Content of a raw sha2-256 CID is the block itself: its sha256 must be the digest."""
+        return self.codec == RAW_CODEC and self.hash_code == SHA2_256
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(data) and shift < 63:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("bad varint")
+
+
+def _b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        number = number * 58 + _B58_INDEX[char]  # KeyError: not base58
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
+def _multihash(data: bytes, pos: int) -> tuple[int, bytes]:
+    code, pos = _varint(data, pos)
+    length, pos = _varint(data, pos)
+    digest = data[pos:]
+    if len(digest) != length or (code == SHA2_256 and length != 32):
+        raise ValueError("bad multihash length")
+    return code, digest
+
+
+def parse_cid(value: str) -> Cid | None:
+    """The CID in a record's field, or None when the field is not a CID."""
+    text = value
+    for prefix in ("ipfs://", "/ipfs/"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :].rstrip("/")
+            break
+    if not text.isascii() or not text.isalnum() or len(text) > 200:
+        return None
+    try:
+        if len(text) == 46 and text.startswith("Qm"):
+            data = _b58decode(text)
+            if data[:2] != b"\x12\x20":
+                return None
+            code, digest = _multihash(data, 0)
+            return Cid(text, 0, DAG_PB_CODEC, code, digest)
+        if text.startswith("b") and text == text.lower():
+            body = text[1:].upper()
+            data = base64.b32decode(body + "=" * (-len(body) % 8))
+            version, pos = _varint(data, 0)
+            if version != 1:
+                return None
+            codec, pos = _varint(data, pos)
+            code, digest = _multihash(data, pos)
+            return Cid(text, 1, codec, code, digest)
+    except (ValueError, KeyError):  # binascii.Error is a ValueError
+        return None
+    return None
+
+
+def verify(cid: Cid, body: bytes) -> bool:
+    """True unless the CID says what its content hashes to and the body does not."""
+    return not cid.verifiable or hashlib.sha256(body).digest() == cid.digest
+
+
+@dataclass(frozen=True)
+class IpfsSettings:
+    gateways: tuple[str, ...]  # base URLs, tried in order
+    concurrency: int = 8  # requests in flight, for the whole server
+    timeout_s: float = 10.0  # per request
+    attempts: int = 3  # per gateway, on 429, 5xx and connection errors
+    backoff_s: float = 0.25  # before the second attempt; doubles after
+    max_retry_after_s: float = 5.0  # a 429's Retry-After is honoured up to this
+    max_bytes: int = 1024 * 1024
+    batch: int = 64  # CIDs fetched between two cancellation checks and cache writes
+
+
+@dataclass(frozen=True)
+class Fetched:
+    cid: str
+    content: str | None = None  # verified UTF-8 text
+    reason: str | None = None  # one of REASONS (or "stopped": the job is stopping), when content is None
+
+
+class _Failure(Exception):
+    def __init__(self, reason: str, retry: bool, wait_s: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry = retry
+        self.wait_s = wait_s
+
+
+class Gateways:
+    """Fetches CIDs from the configured gateways with bounded concurrency; thread-safe, one per server."""
+
+    def __init__(self, settings: IpfsSettings, client: httpx.Client | None = None) -> None:
+        if not settings.gateways:
+            raise ValueError("CHAINSYNC_IPFS_GATEWAY: no gateway URL given")
+        self.settings = settings
+        self.client = client or httpx.Client(
+            timeout=settings.timeout_s,
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
+            headers={"Accept": "text/plain, application/octet-stream;q=0.9, */*;q=0.1"},
+        )
+        self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ipfs")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    def fetch_many(self, cids: Iterable[Cid], stopping: Callable[[], bool] = lambda: False) -> list[Fetched]:
+        futures = [self._pool.submit(self.fetch, cid, stopping) for cid in cids]
+        return [f.result() for f in futures]
+
+    def fetch(self, cid: Cid, stopping: Callable[[], bool] = lambda: False) -> Fetched:
+        """The first gateway's verified text; else the most telling failure among the gateways."""
+        failures = []
+        for gateway in self.settings.gateways:
+            try:
+                return Fetched(cid.text, content=self._from(gateway, cid, stopping))
+            except _Failure as failure:
+                if failure.reason == "stopped":
+                    return Fetched(cid.text, reason="stopped")
+                failures.append(failure.reason)
+        return Fetched(cid.text, reason=next(r for r in _PRIORITY if r in failures))
+
+    def _from(self, gateway: str, cid: Cid, stopping: Callable[[], bool]) -> str:
+        s = self.settings
+        url = f"{gateway.rstrip('/')}/ipfs/{cid.text}"
+        for attempt in range(s.attempts):
+            if stopping():
+                raise _Failure("stopped", retry=False)
+            try:
+                return self._get(url, cid)
+            except _Failure as failure:
+                if not failure.retry or attempt + 1 == s.attempts:
+                    raise _Failure(failure.reason, retry=False) from None
+                wait = max(failure.wait_s, s.backoff_s * 2**attempt)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and not stopping():
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        raise AssertionError("unreachable")
+
+    def _get(self, url: str, cid: Cid) -> str:
+        s = self.settings
+        try:
+            with self.client.stream("GET", url) as response:
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _Failure("unavailable", retry=True, wait_s=self._retry_after(response))
+                if response.status_code in (404, 410):
+                    raise _Failure("not_found", retry=False)
+                if response.status_code != 200:
+                    raise _Failure("unavailable", retry=False)
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > s.max_bytes:
+                    raise _Failure("too_large", retry=False)
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    if len(body) > s.max_bytes:
+                        raise _Failure("too_large", retry=False)
+        except httpx.HTTPError:  # connection refused or reset, timeouts, protocol errors
+            raise _Failure("unavailable", retry=True) from None
+        if not verify(cid, bytes(body)):
+            raise _Failure("hash_mismatch", retry=False)
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Failure("not_text", retry=False) from None
+
+    def _retry_after(self, response: httpx.Response) -> float:
+        value = response.headers.get("retry-after", "")
+        return min(float(value), self.settings.max_retry_after_s) if value.isdigit() else 0.0
+
+
+# -- the job step ------------------------------------------------------------
+
+
+@dataclass
+class ContentStats:
+    cids: int = 0  # distinct CIDs in the job's records
+    cached: int = 0  # served from the store's cache
+    fetched: int = 0  # fetched and verified now
+    failed: int = 0  # distinct CIDs no gateway gave
+    unresolved_fields: int = 0  # record fields left unresolved (not a CID, or failed)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "contentCids": self.cids,
+            "contentCached": self.cached,
+            "contentFetched": self.fetched,
+            "contentFailed": self.failed,
+            "contentUnresolved": self.unresolved_fields,
+        }
+
+
+class ContentStore(Protocol):
+    """What the step needs from the job store (server.store.SqlJobStore has it)."""
+
+    def records(self, job_id: str, kind: str) -> Iterable[dict[str, Any]]: ...
+
+    def ipfs_cached(self, cids: list[str]) -> dict[str, str]: ...
+
+    def ipfs_save(self, contents: dict[str, str]) -> None: ...
+
+    def replace_records(
+        self, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None = None
+    ) -> bool: ...
+
+
+def with_content(
+    kind: str, record: dict[str, Any], contents: dict[str, str], failures: dict[str, str]
+) -> dict[str, Any]:
+    """The record with each CID field's text beside it, or the field listed in ``unresolved``.
+
+    contents: CID -> text; failures: CID -> reason. An empty field has nothing to resolve.
+    """
+    out = {k: v for k, v in record.items() if k != "unresolved" and k not in CID_FIELDS[kind].values()}
+    unresolved = []
+    for cid_field, text_field in CID_FIELDS[kind].items():
+        value = record.get(cid_field) or ""
+        if not value:
+            continue
+        cid = parse_cid(value)
+        if cid is None:
+            unresolved.append({"field": cid_field, "cid": value, "reason": "not_a_cid"})
+        elif cid.text in contents:
+            out[text_field] = contents[cid.text]
+        else:
+            unresolved.append({"field": cid_field, "cid": value, "reason": failures.get(cid.text, "unavailable")})
+    out["unresolved"] = unresolved
+    return out
+
+
+def resolve_job_content(
+    store: ContentStore,
+    job_id: str,
+    kinds: list[str],
+    gateways: Gateways,
+    *,
+    owner: str | None,
+    check: Callable[[], None],
+    stopping: Callable[[], bool],
+    progress: Callable[[int, int, ContentStats], None],
+) -> ContentStats:
+    """Resolves every CID field of the job's records of these kinds and rewrites the records.
+
+    check() raises when the job must stop (between batches); progress(done, total, stats)
+    after each batch. Raises JobStopped("lost") when the store no longer lets owner write.
+    """
+    stats = ContentStats()
+    wanted: dict[str, Cid] = {}
+    for kind in kinds:
+        for record in store.records(job_id, kind):
+            for cid_field in CID_FIELDS[kind]:
+                cid = parse_cid(record.get(cid_field) or "")
+                if cid is not None:
+                    wanted.setdefault(cid.text, cid)
+    stats.cids = len(wanted)
+    contents: dict[str, str] = {}
+    names = sorted(wanted)
+    for start in range(0, len(names), 500):
+        contents.update(store.ipfs_cached(names[start : start + 500]))
+    stats.cached = len(contents)
+    missing = [wanted[c] for c in names if c not in contents]
+    failures: dict[str, str] = {}
+    progress(stats.cached, stats.cids, stats)
+    for start in range(0, len(missing), gateways.settings.batch):
+        check()
+        fetched = gateways.fetch_many(missing[start : start + gateways.settings.batch], stopping)
+        check()  # a batch cut short by a stop is not recorded
+        new = {f.cid: f.content for f in fetched if f.content is not None}
+        contents.update(new)
+        failures.update({f.cid: f.reason for f in fetched if f.content is None and f.reason})
+        if new:
+            store.ipfs_save(new)
+        stats.fetched += len(new)
+        stats.failed += len(fetched) - len(new)
+        progress(stats.cached + stats.fetched + stats.failed, stats.cids, stats)
+    for kind in kinds:
+        page: list[dict[str, Any]] = []
+        for record in store.records(job_id, kind):
+            updated = with_content(kind, record, contents, failures)
+            stats.unresolved_fields += len(updated["unresolved"])
+            page.append(updated)
+            if len(page) == 500:
+                _replace(store, job_id, kind, page, owner)
+                page = []
+        if page:
+            _replace(store, job_id, kind, page, owner)
+    return stats
+
+
+def _replace(store: ContentStore, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None) -> None:
+    if not store.replace_records(job_id, kind, records, owner=owner):
+        raise JobStopped("lost")  # our lease expired and another worker took the job
