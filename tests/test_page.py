@@ -11,9 +11,13 @@ token once and shows a failed job's reason. Screenshots go to build/.
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.processes import REPO, grpc_server, rest_bridge
+from tests.processes import REPO, free_port, grpc_server, rest_bridge, stop_process, wait_for_port
 from tests.stack import slow_server, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -73,6 +77,25 @@ class PageProblems:
     def _response(self, status: int, url: str, expected: tuple[int, ...]) -> None:
         if status >= 400 and status not in expected:
             self.errors.append(f"HTTP {status}: {url}")
+
+
+@contextmanager
+def bridge_on(port: int, grpc_addr: str) -> Iterator[subprocess.Popen]:
+    """`chainsync bridge` on a given port (tests.processes.rest_bridge picks a new one each time)."""
+    env = {**os.environ, "CHAINSYNC_GRPC_ADDR": grpc_addr, "CHAINSYNC_HTTP_ADDR": f"127.0.0.1:{port}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "bridge"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_port(port, proc, "chainsync bridge")
+        yield proc
+    finally:
+        stop_process(proc)
 
 
 def row(page: Page, job_id: str):
@@ -261,4 +284,32 @@ def test_page_with_auth_asks_for_the_token_once_and_shows_a_failure(
         assert page.evaluate("sessionStorage.getItem('chainsync.token')") is None
         expect(page.locator("#token-panel")).to_be_visible()
         assert problems.errors == []
+        page.close()
+
+
+def test_page_resumes_a_job_stream_after_the_bridge_restarts(devnet, browser: BrowserContext, tmp_path: Path) -> None:
+    """The bridge dies mid-job; a new one comes up on the same address; the page reconnects with
+    Last-Event-ID and draws the rest of the job without a reload."""
+    port = free_port()
+    with slow_server(devnet, tmp_path / "jobs.db") as server:
+        page = browser.new_page()
+        event_requests: list[dict[str, str]] = []
+        page.on("request", lambda r: event_requests.append(r.headers) if "/events/" in r.url else None)
+        with bridge_on(port, server.addr) as first_bridge:
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.evaluate("window.notReloaded = true")
+            job_id = start_from_form(page, full=True)
+            wait_until(lambda: any(0 < t["progress"] < 100 for t in timings(page, job_id)), 30, what="some progress")
+            first_bridge.kill()  # a crash: the open event stream breaks mid-job
+            first_bridge.wait(timeout=10)
+        before = len(event_requests)
+        with bridge_on(port, server.addr):
+            expect(row(page, job_id).locator(".badge")).to_have_text("completed", timeout=30_000)
+            expect(row(page, job_id).locator("progress")).to_have_js_property("value", 100)
+        assert page.evaluate("window.notReloaded") is True
+        resumed = [h for h in event_requests[before:] if "last-event-id" in h]
+        assert resumed, f"no reconnect with Last-Event-ID: {event_requests}"
+        assert int(resumed[0]["last-event-id"]) >= 1
+        progress = [t["progress"] for t in timings(page, job_id)]
+        assert progress == sorted(progress) and progress[-1] == 100
         page.close()

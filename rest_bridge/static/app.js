@@ -36,6 +36,7 @@ const state = {
   jobs: new Map(), // id -> job JSON
   rows: new Map(), // id -> <tr>
   streams: new Map(), // id -> AbortController
+  total: 0, // jobs on the server, as the last list said
   nextPageToken: "",
   loadedMore: false, // "More" was used: later polls of the first page leave nextPageToken alone
   selected: "",
@@ -211,8 +212,13 @@ function drawRow(job) {
   row.querySelector(".age").title = job.createdAt;
   row.querySelector("button.cancel").disabled = TERMINAL.has(job.status);
   row.classList.toggle("selected", state.selected === job.id);
+  drawCount();
+}
+
+function drawCount() {
   $("jobs-empty").hidden = state.jobs.size > 0;
-  $("jobs-count").textContent = `(${state.jobs.size} shown)`;
+  const total = Math.max(state.total, state.jobs.size);
+  $("jobs-count").textContent = total > state.jobs.size ? `(${state.jobs.size} of ${total})` : `(${total})`;
 }
 
 // Newest first: a row goes before the first row created before it.
@@ -249,8 +255,8 @@ function dropJob(id) {
   if (row) row.remove();
   state.rows.delete(id);
   if (state.selected === id) closeJobView();
-  $("jobs-empty").hidden = state.jobs.size > 0;
-  $("jobs-count").textContent = `(${state.jobs.size} shown)`;
+  state.total = Math.max(0, state.total - 1);
+  drawCount();
 }
 
 async function loadJobs({ more = false } = {}) {
@@ -265,8 +271,8 @@ async function loadJobs({ more = false } = {}) {
     if (more) state.loadedMore = true;
     if (more || !state.loadedMore) state.nextPageToken = data.nextPageToken || "";
     $("more").hidden = !state.nextPageToken;
-    $("jobs-empty").hidden = state.jobs.size > 0;
-    $("jobs-count").textContent = `(${state.jobs.size} of ${data.pagination.total})`;
+    state.total = data.pagination.total;
+    drawCount();
   } catch (err) {
     if (err.status !== 401) $("jobs-error").textContent = `Could not list jobs: ${err.message}`;
   }
@@ -497,7 +503,7 @@ function drawJobView(job) {
     ["Created", when(job.createdAt)],
     ["Started", when(job.startedAt)],
     ["Ended", when(job.endedAt)],
-    ["Took", job.startedAt && job.endedAt ? duration((Date.parse(job.endedAt) - Date.parse(job.startedAt)) / 1000) : "—"],
+    ["Took", job.startedAt && job.endedAt ? duration((Date.parse(job.endedAt) - Date.parse(job.startedAt)) / 1e3) : "—"],
   ];
   const dl = $("job-details");
   dl.replaceChildren(...items.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
