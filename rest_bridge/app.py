@@ -30,8 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rest_bridge import models
 from rest_bridge.convert import STATE_ENUMS, TERMINAL, TYPE_ENUMS, job_json, result_json
 from rest_bridge.errors import FastJSON, error_response, from_rpc_error
-from rest_bridge.middleware import BodySizeLimit
+from rest_bridge.middleware import BodySizeLimit, RequestIds
 from rest_bridge.streams import EventStream, job_events, ndjson_records
+from server import logs
 
 log = logging.getLogger("chainsync.bridge")
 
@@ -64,7 +65,8 @@ SECURED = {"security": [{"bearer": []}]}  # openapi_extra of every JobService ro
 
 
 def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:
-    """The gRPC metadata of a call: the client's Authorization header, passed through as it came.
+    """The gRPC metadata of a call: the client's Authorization header, passed through as it came, and
+    the request id (``x-request-id``) that the RequestIds middleware put in the log context.
 
     Read straight from the request rather than through a FastAPI dependency: on the polling path a
     dependency costs more than the gRPC call's own Python work.
@@ -72,7 +74,10 @@ def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:
     auth = request.headers.get("authorization")
     if auth and not auth.isascii():
         raise BadRequest("Authorization", "Authorization: a bearer token is ASCII text")
-    return (("authorization", auth),) if auth else ()
+    request_id = logs.request_id_var.get()
+    if auth:
+        return (("authorization", auth), ("x-request-id", request_id)) if request_id else (("authorization", auth),)
+    return (("x-request-id", request_id),) if request_id else ()
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -157,9 +162,10 @@ def create_app(
     cors_origins: tuple[str, ...] = (),
     sse_ping_s: float = DEFAULT_PING_S,
     tls_ca: bytes | None = None,
+    access_log: bool = False,
 ) -> FastAPI:
     """The bridge app, calling the JobService at grpc_target (host:port); over TLS when tls_ca
-    (the PEM certificate(s) to trust) is given."""
+    (the PEM certificate(s) to trust) is given; with access_log, one log line per request."""
     jobs: dict[str, Any] = {}
 
     @asynccontextmanager
@@ -185,13 +191,21 @@ def create_app(
         default_response_class=FastJSON,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestIds, access_log=access_log)  # outside BodySizeLimit: its 413 carries the id too
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(cors_origins),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Accept"],
-            expose_headers=["Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "Accept",
+                "X-Request-ID",
+            ],
+            expose_headers=["Location", "X-Request-ID"],
             max_age=600,
         )
 
@@ -224,7 +238,13 @@ def create_app(
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, f"internal error in the REST bridge ({type(exc).__name__})", "INTERNAL")
+        # This handler runs outside the middleware that adds X-Request-ID to the other answers.
+        return error_response(
+            500,
+            f"internal error in the REST bridge ({type(exc).__name__})",
+            "INTERNAL",
+            headers={"X-Request-ID": logs.current_request_id() or ""},
+        )
 
     @app.post(
         "/api/blockchain/sync",
@@ -508,11 +528,23 @@ def _float_env(name: str, default: float) -> float:
     return value
 
 
-def run(grpc_target: str, http_addr: str) -> None:
-    """Serves the bridge; CHAINSYNC_CORS_ORIGINS (comma-separated), CHAINSYNC_SSE_PING_SECONDS and
-    CHAINSYNC_TLS_CA (a PEM file: call the gRPC server over TLS, trusting it) configure it."""
+def _bool_env(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "off", "no"):
+        return False
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    raise SystemExit(f"{name} must be on or off, got {raw!r}")
+
+
+def run(grpc_target: str, http_addr: str, *, log_format: str = "auto", log_level: str = "info") -> None:
+    """Serves the bridge; CHAINSYNC_CORS_ORIGINS (comma-separated), CHAINSYNC_SSE_PING_SECONDS,
+    CHAINSYNC_TLS_CA (a PEM file: call the gRPC server over TLS, trusting it) and CHAINSYNC_ACCESS_LOG
+    (one log line per request; off by default) configure it."""
     import uvicorn
 
+    logs.setup(log_format, log_level)
+    access_log = _bool_env("CHAINSYNC_ACCESS_LOG")
     origins = tuple(o.strip() for o in os.environ.get("CHAINSYNC_CORS_ORIGINS", "").split(",") if o.strip())
     ping_s = _float_env("CHAINSYNC_SSE_PING_SECONDS", DEFAULT_PING_S)
     host, port = http_addr.rsplit(":", 1)
@@ -520,8 +552,10 @@ def run(grpc_target: str, http_addr: str) -> None:
     tls_ca = open(ca_path, "rb").read() if ca_path else None
     scheme = "grpcs" if tls_ca else "grpc"
     print(f"chainsync REST bridge on http://{host}:{port} -> {scheme}://{grpc_target}", flush=True)
-    app = create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s, tls_ca=tls_ca)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning")
+    app = create_app(grpc_target, cors_origins=origins, sse_ping_s=ping_s, tls_ca=tls_ca, access_log=access_log)
+    # log_config=None: uvicorn's own loggers go through the handler logs.setup installed (JSON or text);
+    # its access log is off, RequestIds writes a richer one (request id, route, duration) when asked.
+    uvicorn.run(app, host=host, port=int(port), log_config=None, log_level=None, access_log=False)
 
 
 __all__ = ["create_app", "run"]

@@ -1,10 +1,19 @@
-"""ASGI middleware of the bridge (plain ASGI, not BaseHTTPMiddleware: no task per request, streams untouched)."""
+"""ASGI middleware of the bridge (plain ASGI, not BaseHTTPMiddleware: no task per request, streams untouched).
+
+``BodySizeLimit`` caps request bodies; ``RequestIds`` gives each request its id and writes the access log.
+"""
 
 from __future__ import annotations
+
+import logging
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rest_bridge.errors import error_response
+from server import logs
+
+access_log = logging.getLogger("chainsync.access")
 
 
 class BodySizeLimit:
@@ -70,3 +79,72 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class RequestIds:
+    """Gives every request an id and, with ``access_log``, writes one log line per request.
+
+    The id is the client's ``X-Request-ID`` when it is 1 to 128 printable ASCII
+    characters, or a fresh UUIDv4 when it sent none; any other value is a 400
+    naming X-Request-ID (answered with a fresh id). The id goes back in the
+    ``X-Request-ID`` response header of every answer, errors included, and into
+    the log context (``server.logs.request_id_var``), where ``metadata_of``
+    reads it to pass it on to the gRPC call. Each request runs in a task of its
+    own, so the context is not reset here: the 500 handler, which runs outside
+    this middleware, still reads it.
+    """
+
+    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        malformed = bool(given) and not logs.valid_request_id(given)
+        request_id = given if given and not malformed else logs.new_request_id()
+        logs.request_id_var.set(request_id)
+        header = (b"x-request-id", request_id.encode())
+        status = 500  # unless a response starts: an exception went to the 500 handler outside this middleware
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            if malformed:
+                response = error_response(
+                    400,
+                    f"X-Request-ID: must be 1 to {logs.MAX_REQUEST_ID} printable ASCII characters",
+                    "INVALID_ARGUMENT",
+                    {"field": "X-Request-ID"},
+                )
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access_log:
+                route = scope.get("route")
+                access_log.info(
+                    "%s %s %d",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "route": getattr(route, "path", None),
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )

@@ -15,4 +15,5 @@ Modules, one concern each:
 - ``interceptors`` bearer-token auth and errors as rich gRPC statuses
 - ``serve``     wiring: builds the store, runner and gRPC server
 - ``cli``       the ``chainsync`` command
+- ``logs``      log format (JSON lines or text), job and request ids on every line, secrets masked
 """

@@ -37,6 +37,10 @@ class Tokens:
             raise SystemExit("CHAINSYNC_API_TOKEN is set but holds no token")
         return cls(by_principal)
 
+    def values(self) -> list[str]:
+        """The tokens themselves (for the log setup, which masks them in every line)."""
+        return [expected.decode().removeprefix("Bearer ") for expected in self.by_principal.values()]
+
     @property
     def scoped(self) -> bool:
         """With several tokens, jobs are visible only to the token that made them."""

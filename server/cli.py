@@ -31,6 +31,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_addr=getattr(args, "http_addr", None),
         workers=getattr(args, "workers", None),
         confirmations=getattr(args, "confirmations", None),
+        log_format=getattr(args, "log_format", None),
         ipfs_gateways=tuple(args.ipfs_gateway.split(",")) if getattr(args, "ipfs_gateway", None) else None,
     )
 
@@ -52,7 +53,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     from rest_bridge.app import run
 
     settings = _settings(args)
-    run(settings.grpc_addr, settings.http_addr)
+    run(settings.grpc_addr, settings.http_addr, log_format=settings.log_format, log_level=settings.log_level)
     return 0
 
 
@@ -160,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--http-addr", help="REST bridge address (CHAINSYNC_HTTP_ADDR)")
         p.add_argument("--workers", type=int, help="job threads (CHAINSYNC_WORKERS)")
         p.add_argument("--confirmations", type=int, help="blocks to stay behind the head (CHAINSYNC_CONFIRMATIONS)")
+        p.add_argument(
+            "--log-format", choices=["auto", "json", "text"], help="log lines on stderr (CHAINSYNC_LOG_FORMAT)"
+        )
         p.add_argument(
             "--ipfs-gateway",
             help="IPFS HTTP gateway URL(s) for the *Cid fields, comma-separated (CHAINSYNC_IPFS_GATEWAY)",

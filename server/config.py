@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from server.logs import check_settings as check_log_settings
+
 
 def default_db_path() -> str:
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -32,6 +34,8 @@ class Settings:
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
     lease_s: int = 15
+    log_format: str = "auto"  # auto (text on a terminal, JSON otherwise), json or text: server/logs.py
+    log_level: str = "info"
     ipfs_gateways: tuple[str, ...] = ()  # IPFS HTTP gateways for the *Cid fields' content; none: not resolved
     ipfs_concurrency: int = 8  # gateway requests in flight, for the whole server
     ipfs_timeout_s: int = 10  # per gateway request
@@ -53,6 +57,8 @@ class Settings:
             ("silent_changes", "CHAINSYNC_SILENT_CHANGES"),
             ("tls_cert", "CHAINSYNC_TLS_CERT"),
             ("tls_key", "CHAINSYNC_TLS_KEY"),
+            ("log_format", "CHAINSYNC_LOG_FORMAT"),
+            ("log_level", "CHAINSYNC_LOG_LEVEL"),
         ]:
             if env.get(name):
                 values[key] = env[name]
@@ -80,7 +86,8 @@ class Settings:
             raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         check_ipfs_settings(settings)
-        return settings
+        log_format, log_level = check_log_settings(settings.log_format, settings.log_level)
+        return replace(settings, log_format=log_format, log_level=log_level)
 
 
 def check_ipfs_settings(settings: Settings) -> None:

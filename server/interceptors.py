@@ -4,7 +4,8 @@ Servicer methods simply raise ``ChainsyncError``; ``ErrorInterceptor`` aborts
 the call with its canonical code, message and a ``grpc-status-details-bin``
 trailer holding the google.rpc.Status (reason, domain, metadata).
 ``AuthInterceptor`` refuses every call without ``authorization: Bearer <token>``
-metadata, except the health and reflection services.
+metadata, except the health and reflection services. ``RequestIdInterceptor``
+puts the call's ``x-request-id`` in the log context (server/logs.py).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import logging
 
 import grpc
 
+from server import logs
 from server.auth import Tokens
-from server.errors import ChainsyncError
+from server.errors import ChainsyncError, invalid_argument
 
 log = logging.getLogger("chainsync.grpc")
 
@@ -59,6 +61,38 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+REQUEST_ID_METADATA = "x-request-id"
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+    """Puts the call's ``x-request-id`` metadata (or a fresh UUIDv4) in the log context of the call.
+
+    grpc.aio serves each call in a task of its own and finds its handler in that
+    task, so the contextvar set here is seen by the handler (and by the threads
+    it starts with asyncio.to_thread) and by nothing else. A value that is not 1
+    to 128 printable ASCII characters is INVALID_ARGUMENT naming x-request-id.
+    """
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        given = None
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == REQUEST_ID_METADATA:
+                given = value
+                break
+        if given is None or given == "":
+            logs.request_id_var.set(logs.new_request_id())
+            return handler
+        if isinstance(given, str) and logs.valid_request_id(given):
+            logs.request_id_var.set(given)
+            return handler
+        logs.request_id_var.set(logs.new_request_id())
+        if handler is None:
+            return None
+        return _refuse(
+            handler,
+            invalid_argument(REQUEST_ID_METADATA, f"must be 1 to {logs.MAX_REQUEST_ID} printable ASCII characters"),
+        )
 
 
 def _refuse(handler: grpc.RpcMethodHandler, error: ChainsyncError) -> grpc.RpcMethodHandler:

@@ -23,7 +23,7 @@ from server.errors import ChainsyncError
 from server.ipfs import ContentStats, Gateways, resolve_job_content
 from server.rpc import JsonRpc, RetryPolicy, RpcError
 from server.runner import JobContext, JobStopped
-from server.store import JobStore, ResultSummary
+from server.store import JobRecord, JobStore, ResultSummary
 from server.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
 
 log = logging.getLogger("chainsync.jobs")
@@ -125,6 +125,10 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats = SyncStats(blocks_total=rng.size, blocks_done=scanned_to - rng.from_block + 1)
         verb = "Resuming" if job.attempts > 1 else "Syncing"
+        log.info(
+            "job started",
+            extra={"blocks": f"{rng.from_block}..{rng.to_block}", "scanned_to": scanned_to, "chain_id": chain_id},
+        )
         ctx.report(
             0,
             f"{verb} blocks {rng.from_block}..{rng.to_block}",
@@ -167,7 +171,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
     except RpcError as exc:
         _finish(ctx, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
-        log.exception("job %s failed unexpectedly", job.id)
+        log.exception("job failed unexpectedly")
         _finish(
             ctx,
             "failed",
@@ -225,10 +229,30 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
         # else: the lease went to another worker; it is that worker's job now
     elif why == "shutdown":  # back to pending, to resume from the checkpoint
         ctx.store.release(job.id, ctx.owner)
+        log.info("job released at shutdown; it resumes from its checkpoint")
+    elif why == "lost":
+        log.warning("job lost its lease; the worker that took it over finishes it")
     # lost: another worker took the job over when our lease expired; it finishes it
 
 
 def _finish(ctx: JobContext, state: str, **details: Any) -> None:
     """Ends the job, unless it is no longer ours (then the worker holding it will)."""
-    if not ctx.store.finish(ctx.job.id, state, owner=ctx.owner, **details):
+    if ctx.store.finish(ctx.job.id, state, owner=ctx.owner, **details):
+        _log_end(ctx.job, state, details)
+    else:
         log.warning("job %s was not ours to finish any more (%s)", ctx.job.id, state)
+
+
+def _log_end(job: JobRecord, state: str, details: dict[str, Any]) -> None:
+    """The job's last line: its state, how long it ran since it first started, its records or its reason."""
+    fields: dict[str, Any] = {"state": state, "duration_s": round(time.time() - (job.started_at or time.time()), 3)}
+    summary = details.get("summary")
+    if summary is not None:
+        fields["records"] = sum(summary.record_counts.values())
+        fields["events"] = summary.events_count
+        fields["blocks"] = f"{summary.from_block}..{summary.to_block}"
+    if state == "failed":
+        fields["reason"] = details.get("error_code")
+        log.warning("job failed: %s", details.get("error_message"), extra=fields)
+    else:
+        log.info("job finished", extra=fields)

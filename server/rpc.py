@@ -20,6 +20,7 @@ empty result.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -33,6 +34,8 @@ import httpx
 import orjson
 
 from server.errors import ChainsyncError
+
+log = logging.getLogger("chainsync.rpc")
 
 MAX_BATCH = 100
 PER_ENDPOINT_CONCURRENCY = 4
@@ -155,6 +158,12 @@ class JsonRpc:
             pause = self.retry.delay(tries // len(self.urls)) if tries % len(self.urls) == 0 else 0.0
             if time.monotonic() + pause >= deadline:
                 break
+            next_url = self.urls[tries % len(self.urls)]
+            failure = {"endpoint": redact(url), "error": last_error.split(": ", 1)[-1], "try": tries}
+            if next_url != url:
+                log.warning("RPC request failed; failing over", extra={**failure, "next_endpoint": redact(next_url)})
+            else:
+                log.info("RPC request failed; retrying", extra={**failure, "pause_s": round(pause, 3)})
             _sleep_unless(self.should_stop, pause)
         raise ChainsyncError(
             grpc.StatusCode.UNAVAILABLE,

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from server import logs
 from server.store import JobRecord, JobStore
 
 log = logging.getLogger("chainsync.runner")
@@ -166,13 +167,22 @@ class Runner:
                     if not self.store.heartbeat(job_id, self.owner, self.lease_s):
                         ctx.stop_flag.set()  # cancel requested, or the job is no longer ours
                 except Exception:
-                    log.exception("heartbeat for job %s failed", job_id)
+                    log.exception("heartbeat failed", extra={"job_id": job_id})
 
     def _run(self, ctx: JobContext) -> None:
+        job = ctx.job
+        # contextvars do not follow a task into a pool thread: every line logged while this job runs
+        # (engine, RPC transport, store) gets its job id and request id from here.
+        context = logs.bind(job_id=job.id, request_id=logs.job_request_id(job.request))
         try:
+            if job.attempts > 1:
+                log.info("job resumed", extra={"type": job.type, "attempt": job.attempts})
+            else:
+                log.info("job claimed", extra={"type": job.type, "waited_s": round(time.time() - job.created_at, 3)})
             self.execute(ctx)
         except Exception:
-            log.exception("job %s crashed", ctx.job.id)
+            log.exception("job crashed")
         finally:
-            self._running.pop(ctx.job.id, None)
+            self._running.pop(job.id, None)
             self._free.release()
+            logs.unbind(context)

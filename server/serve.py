@@ -18,10 +18,11 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server import logs
 from server.auth import Tokens
 from server.config import Settings
 from server.contracts import entity_kinds, load_deployment
-from server.interceptors import AuthInterceptor, ErrorInterceptor
+from server.interceptors import AuthInterceptor, ErrorInterceptor, RequestIdInterceptor
 from server.ipfs import Gateways, IpfsSettings
 from server.jobs import SyncJobDeps, run_sync_job
 from server.runner import Runner
@@ -131,7 +132,7 @@ async def serve(settings: Settings) -> bool:
     tokens = Tokens.parse(settings.api_token) if settings.api_token else None
     interceptors = [AuthInterceptor(tokens)] if tokens else []
     server = grpc.aio.server(
-        interceptors=[*interceptors, ErrorInterceptor()],
+        interceptors=[RequestIdInterceptor(), *interceptors, ErrorInterceptor()],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
@@ -179,8 +180,10 @@ async def serve(settings: Settings) -> bool:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per RPC request is noise
+    secrets = list(Tokens.parse(settings.api_token).values()) if settings.api_token else []
+    if "://" in settings.db:
+        secrets.append(urlsplit(settings.db).password or "")
+    logs.setup(settings.log_format, settings.log_level, logs.secrets_of(secrets, settings.rpc_urls))
     if not asyncio.run(serve(settings)):
         # A job still blocked on the node after the grace period: its state stays
         # in the store; leave without joining its thread.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 import time
 import uuid
@@ -21,10 +22,13 @@ import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
+from server import logs
 from server.auth import Tokens
 from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.store import JobRecord, JobStore
 from server.watch import WatchHub
+
+log = logging.getLogger("chainsync.servicer")
 
 MAX_BLOCKS_BACK = 100_000_000
 MAX_TIMEOUT_S = 24 * 60 * 60
@@ -145,7 +149,9 @@ def job_message(job: JobRecord) -> jobs_pb2.Job:
         end_time=_timestamp(job.ended_at),
         from_block=job.from_block or 0,
         to_block=job.to_block or 0,
-        request=json_format.ParseDict(job.request, jobs_pb2.StartSyncRequest()),
+        request=json_format.ParseDict(
+            {k: v for k, v in job.request.items() if k != logs.REQUEST_ID_KEY}, jobs_pb2.StartSyncRequest()
+        ),
         stats=json_format.ParseDict(job.stats, jobs_pb2.JobStats(), ignore_unknown_fields=True),
     )
     if job.error_code:
@@ -188,6 +194,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def StartSync(self, request, context):
         job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
+        request_id = logs.current_request_id()
+        if request_id:  # the job's own log lines carry the request id of the call that started it
+            body[logs.REQUEST_ID_KEY] = request_id
         new = JobRecord(
             principal=self._caller(context),
             id=str(uuid.uuid4()),
@@ -199,6 +208,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         job = await asyncio.to_thread(self.store.create, new)
         if job.id == new.id:
             self.wake_runner()
+            log.info("job created", extra={"job_id": job.id, "type": job_type})
+        else:
+            log.info("job already started with this requestId", extra={"job_id": job.id})
         return jobs_pb2.StartSyncResponse(
             job_id=job.id,
             job=job_message(job),

@@ -9,9 +9,11 @@ hands records to the callbacks it is given.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +22,8 @@ import grpc
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
 from server.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
+
+log = logging.getLogger("chainsync.sync")
 
 DEFAULT_BLOCKS_BACK = 1000
 GETTER_PAGE = 200  # entities read per JSON-RPC batch round (split into arrays of 100)
@@ -245,6 +249,10 @@ class SyncEngine:
                 if limit.suggested_blocks:
                     state["max"] = min(state["max"], smaller)
                 stats.range_splits += 1
+                log.info(
+                    "eth_getLogs range refused; splitting",
+                    extra={"blocks": f"{start}..{stop}", "next_size": smaller, "suggested": limit.suggested_blocks},
+                )
                 continue
             if len(logs) > self.options.max_logs_per_chunk:
                 state["size"], state["streak"] = max(1, state["size"] // 2), 0
@@ -294,11 +302,13 @@ class SyncEngine:
         start = scanned_to + 1
         if start > rng.to_block:
             return
+        log.info("scan started", extra={"blocks": f"{start}..{rng.to_block}", "chunk": state["size"]})
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
-            pending = prefetch.submit(fetch, start)
+            # copy_context: lines logged in the helper thread carry the job's log context too
+            pending = prefetch.submit(copy_context().run, fetch, start)
             while pending is not None:
                 stop, logs, stop_hash = pending.result()
-                pending = prefetch.submit(fetch, stop + 1) if stop < rng.to_block else None
+                pending = prefetch.submit(copy_context().run, fetch, stop + 1) if stop < rng.to_block else None
                 try:
                     touches = self._log_touches(logs, by_address, stats)
                     touches += self.silent_touches(start, stop, by_address)
@@ -377,6 +387,10 @@ class SyncEngine:
                 if limit is None or asked == 1:
                     raise
                 self._trace_size = min(asked // 2, limit.suggested_blocks or asked) or 1
+                log.info(
+                    "trace_filter range refused; splitting",
+                    extra={"blocks": f"{start}..{end}", "next_size": self._trace_size},
+                )
                 continue
             start = end + 1
         return traces
@@ -439,11 +453,11 @@ class SyncEngine:
             return self.rpc.batch([kind.getter_call(address, i, block) for i in page])
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
-            answers_of = [prefetch.submit(fetch, pages[0])] if pages else []
+            answers_of = [prefetch.submit(copy_context().run, fetch, pages[0])] if pages else []
             for n, page in enumerate(pages):
                 answers = answers_of[n].result()
                 if n + 1 < len(pages):  # the node answers the next page while this one is decoded
-                    answers_of.append(prefetch.submit(fetch, pages[n + 1]))
+                    answers_of.append(prefetch.submit(copy_context().run, fetch, pages[n + 1]))
                 self._save_page(kind, page, answers, created, journal)
                 stats.records_done += len(page)
                 progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
@@ -481,6 +495,10 @@ class SyncEngine:
             stats.records_done += len(done)
             plan[name] = (sorted(i for i in ids if str(i) not in done), created)
         stats.records_total = sum(counts.values())
+        log.info(
+            "scan done; reading records",
+            extra={"events": stats.events_found, "records": stats.records_total, "block": rng.to_block},
+        )
         progress(stats, f"Reading {stats.records_total} records at block {rng.to_block}")
         for name in kind_names:
             ids, created = plan[name]
@@ -524,6 +542,7 @@ class SyncEngine:
             if fork is None:
                 return counts
             stats.reorgs += 1
+            log.warning("the chain changed under the scanned range; syncing again", extra={"from_block": fork})
             journal.rewind(fork)
             progress(stats, f"The chain changed at or after block {fork}: syncing {fork}..{rng.to_block} again")
         raise ChainsyncError(

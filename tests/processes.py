@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,14 +62,23 @@ class Service:
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """The process's stdout and stderr (its log) go to an unlinked temporary file, not a pipe: nobody reads a
+    pipe while the process runs, and a full one would block the process. ``proc.stdout`` reads that file from
+    its start, so ``proc.stdout.read()`` is everything written so far."""
+    fd, path = tempfile.mkstemp(prefix="chainsync-", suffix=".log")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", *args],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        proc.stdout = open(path, encoding="utf-8", errors="replace")  # opened apart: its own read offset
+    finally:
+        os.unlink(path)  # the file lives on while the process and the reader hold it
+    return proc
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
@@ -62,12 +64,13 @@ def test_tokens_parse_named_and_unnamed_and_compare_whole_values() -> None:
         Tokens.parse(" , ")
 
 
-def test_tokens_and_rpc_url_keys_never_reach_logs_or_errors(devnet, tmp_path) -> None:
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_tokens_and_rpc_url_keys_never_reach_logs_or_errors(devnet, tmp_path, log_format: str) -> None:
     from tests.processes import free_port
 
     secret_key, token = "k3y-in-the-path-0123456789", "tok-should-not-be-logged"
     dead_node = f"http://127.0.0.1:{free_port()}/v3/{secret_key}?apikey={secret_key}"
-    env = {"CHAINSYNC_API_TOKEN": token, "CHAINSYNC_RPC_BUDGET": "1"}
+    env = {"CHAINSYNC_API_TOKEN": token, "CHAINSYNC_RPC_BUDGET": "1", "CHAINSYNC_LOG_FORMAT": log_format}
     with grpc_server(rpc_url=dead_node, deployment_path=devnet.deployment_path, db=tmp_path / "j.db",
                      extra_env=env) as server, grpc.insecure_channel(server.addr) as channel:  # fmt: skip
         stub = jobs_pb2_grpc.JobServiceStub(channel)
@@ -81,3 +84,15 @@ def test_tokens_and_rpc_url_keys_never_reach_logs_or_errors(devnet, tmp_path) ->
     output = server.proc.stdout.read()
     assert "listening" in output
     assert secret_key not in output and token not in output
+    # The job's lines are there (so the check above looked at them): its retries and its failure.
+    job_lines = [line for line in output.splitlines() if job_id in line]
+    assert any("RPC request failed" in line for line in job_lines), output
+    assert any("job failed" in line and "RPC_UNAVAILABLE" in line for line in job_lines), output
+    if log_format == "json":
+        entries = [json.loads(line) for line in job_lines]
+        assert all(e["job_id"] == job_id for e in entries)
+        assert {e["endpoint"] for e in entries if e["message"].startswith("RPC request failed")} == {
+            dead_node.split("/v3/")[0]
+        }
+    else:
+        assert all(f"job_id={job_id}" in line for line in job_lines)
