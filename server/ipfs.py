@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +145,8 @@ class IpfsSettings:
     max_retry_after_s: float = 5.0  # a 429's Retry-After is honoured up to this
     max_bytes: int = 1024 * 1024
     batch: int = 64  # CIDs fetched between two cancellation checks and cache writes
+    down_after: int = 5  # CIDs in a row a gateway could not serve (after retries) before it is skipped...
+    down_for_s: float = 30.0  # ...for this long; then it is tried again
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,11 @@ class Gateways:
             headers={"Accept": "text/plain, application/octet-stream;q=0.9, */*;q=0.1"},
         )
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ipfs")
+        # A gateway that is down would cost every CID its retries: after down_after failures in a row
+        # it is skipped (the CID's reason is "unavailable") until down_for_s have passed.
+        self._lock = threading.Lock()
+        self._failures_in_a_row = dict.fromkeys(settings.gateways, 0)
+        self._down_until = dict.fromkeys(settings.gateways, 0.0)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -196,16 +204,31 @@ class Gateways:
                 failures.append(failure.reason)
         return Fetched(cid.text, reason=next(r for r in _PRIORITY if r in failures))
 
+    def is_down(self, gateway: str) -> bool:
+        with self._lock:
+            return time.monotonic() < self._down_until[gateway]
+
+    def _served(self, gateway: str, ok: bool) -> None:
+        with self._lock:
+            self._failures_in_a_row[gateway] = 0 if ok else self._failures_in_a_row[gateway] + 1
+            if self._failures_in_a_row[gateway] >= self.settings.down_after:
+                self._down_until[gateway] = time.monotonic() + self.settings.down_for_s
+
     def _from(self, gateway: str, cid: Cid, stopping: Callable[[], bool]) -> str:
         s = self.settings
         url = f"{gateway.rstrip('/')}/ipfs/{cid.text}"
         for attempt in range(s.attempts):
             if stopping():
                 raise _Failure("stopped", retry=False)
+            if self.is_down(gateway):
+                raise _Failure("unavailable", retry=False)
             try:
-                return self._get(url, cid)
+                text = self._get(url, cid)
+                self._served(gateway, ok=True)
+                return text
             except _Failure as failure:
                 if not failure.retry or attempt + 1 == s.attempts:
+                    self._served(gateway, ok=failure.reason != "unavailable")  # any other answer: it is up
                     raise _Failure(failure.reason, retry=False) from None
                 wait = max(failure.wait_s, s.backoff_s * 2**attempt)
             deadline = time.monotonic() + wait

@@ -33,6 +33,11 @@ from tests.test_store import Backend, backend, pg_schema, running  # noqa: F401 
 KINDS = ("proposals", "petitions", "reports")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that went away mid-answer (a killed server) is expected here
+
+
 class Gateway:
     """An IPFS HTTP gateway on a free loopback port: GET /ipfs/{cid} -> the content under cid."""
 
@@ -54,7 +59,7 @@ class Gateway:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
@@ -198,6 +203,23 @@ def test_a_gateway_that_is_down_is_skipped() -> None:
     assert [f.content for f in got] == ["hello world", "served as is"]
     with Gateway({}) as gw, gateways(gw.url) as fetcher:
         assert fetcher.fetch(parse_cid(HELLO_CID)).reason == "not_found" and gw.requests[HELLO_CID] == 1
+
+
+def test_a_gateway_that_keeps_failing_is_skipped_for_a_while() -> None:
+    contents = {raw_cid(f"text {i}".encode()): f"text {i}" for i in range(100)}
+    cids = [parse_cid(c) for c in contents]
+    settings = {"concurrency": 4, "attempts": 3, "down_after": 5, "down_for_s": 0.5}
+    with Gateway(contents) as gw, gateways(gw.url, **settings) as fetcher:
+        gw.fail |= set(contents)
+        started = time.monotonic()
+        got = fetcher.fetch_many(cids)
+        assert {f.reason for f in got} == {"unavailable"} and fetcher.is_down(gw.url)
+        # Without the breaker: 100 CIDs x 3 attempts. With it: the first few CIDs' retries, and those in flight.
+        assert sum(gw.requests.values()) <= (5 + 4) * 3, gw.requests
+        assert time.monotonic() - started < 0.5
+        gw.fail.clear()
+        wait_until(lambda: not fetcher.is_down(gw.url), 2, what="the gateway to be tried again")
+        assert [f.content for f in fetcher.fetch_many(cids)] == list(contents.values())
 
 
 def test_requests_in_flight_stay_within_the_bound() -> None:
@@ -355,6 +377,54 @@ def test_a_sync_resolves_every_cid_field_and_the_next_one_uses_the_cache(devnet,
                     assert job.stats.content_unresolved == len(not_cids)
 
 
+def test_a_job_completes_when_the_gateway_is_down(devnet, tmp_path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {"CHAINSYNC_IPFS_GATEWAY": dead, "CHAINSYNC_IPFS_TIMEOUT": "2"}
+    db = tmp_path / "jobs.sqlite3"
+    with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as server:
+        with grpc.insecure_channel(server.addr) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            started = time.monotonic()
+            job_id = start(stub)
+            took = time.monotonic() - started
+            result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+    assert took < 15, f"a dead gateway cost every CID its retries ({took:.1f} s)"
+    for kind in KINDS:
+        for record in getattr(result, kind):
+            reasons = {u.field: u.reason for u in record.unresolved}
+            for cid_field, text_field in CID_FIELDS[kind].items():
+                value = getattr(record, _snake(cid_field))
+                assert not record.HasField(_snake(text_field)), (kind, record.id, text_field)
+                want = None if not value else "not_a_cid" if parse_cid(value) is None else "unavailable"
+                assert reasons.get(cid_field) == want, (kind, record.id, cid_field)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def test_a_job_is_cancelled_while_resolving_within_two_seconds(devnet, tmp_path) -> None:
+    contents = scenario_contents(devnet.expected.counts)
+    with Gateway(contents, delay_s=0.2) as gw:
+        env = {"CHAINSYNC_IPFS_GATEWAY": gw.url, "CHAINSYNC_IPFS_CONCURRENCY": "2"}
+        db = tmp_path / "jobs.sqlite3"
+        with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as server:
+            with grpc.insecure_channel(server.addr) as channel:
+                stub = jobs_pb2_grpc.JobServiceStub(channel)
+                job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+                wait_until(lambda: gw.requests, 60, what="the resolution to start")
+                started = time.monotonic()
+                stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id))
+                job = wait_for_state(stub, job_id, TERMINAL, timeout_s=10)
+                took = time.monotonic() - started
+                assert job.state == jobs_pb2.JOB_STATE_CANCELLED, job
+                assert took < 2.0, f"cancel took {took:.2f} s"
+                asked = sum(gw.requests.values())
+                time.sleep(0.5)
+                assert sum(gw.requests.values()) == asked, "no gateway request after the job ended"
+                assert asked < 64, "the batch under way stopped too"
+
+
 def test_a_job_killed_while_resolving_resumes_from_the_cache(devnet, tmp_path) -> None:
     contents = scenario_contents(devnet.expected.counts)
     db = tmp_path / "jobs.sqlite3"
@@ -369,6 +439,7 @@ def test_a_job_killed_while_resolving_resumes_from_the_cache(devnet, tmp_path) -
             assert message.startswith("Resolving IPFS content ("), message
             server.proc.kill()  # no chance to save anything more
             server.proc.wait(timeout=10)
+        gw.delay_s = 0.0
         before = Counter(gw.requests)
         with grpc_server(**server_args) as server, grpc.insecure_channel(server.addr) as channel:
             stub = jobs_pb2_grpc.JobServiceStub(channel)
