@@ -164,10 +164,12 @@ def test_page_follows_a_full_sync_cancels_and_deletes(devnet, browser: BrowserCo
         expect(job_row.locator("progress")).to_have_js_property("value", 100)
         expect(job_row.locator(".pct")).to_have_text("100%")
         assert page.evaluate("window.notReloaded") is True
-        seen = timings(page, job_id)
+        seen = wait_until(  # timings are pushed on the frame after the row was updated
+            lambda: (t := timings(page, job_id)) and t[-1]["status"] == "completed" and t, 5, what="the last timing"
+        )
         progress = [t["progress"] for t in seen]
         assert any(0 < p < 100 for p in progress), f"no intermediate progress event drawn: {progress}"
-        assert progress == sorted(progress) and progress[-1] == 100 and seen[-1]["status"] == "completed"
+        assert progress == sorted(progress) and progress[-1] == 100
         api_job = http.get(f"/api/blockchain/sync/status/{job_id}").json()["job"]
         assert job_row.locator(".range").inner_text() == f"{api_job['fromBlock']} – {api_job['toBlock']}"
         report = latency_report(seen)
@@ -274,6 +276,7 @@ def test_page_with_auth_asks_for_the_token_once_and_shows_a_failure(
         expect(page.locator("#failure-code")).to_have_text(api_job["errorCode"])
         expect(page.locator("#failure-message")).to_have_text(api_job["error"])
         expect(page.locator("#records")).to_be_hidden()
+        page.screenshot(path=str(BUILD / "job-failed.png"))
 
         api = [(url, auth) for url, auth in api_calls if "/api/" in url or "/jobs" in url]
         assert api and all(TOKEN not in url for url, _ in api_calls), "the token never goes in a URL"

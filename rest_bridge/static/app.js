@@ -123,6 +123,7 @@ function useToken(token) {
 
 function duration(seconds) {
   if (!Number.isFinite(seconds) || seconds <= 0) return "—";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
