@@ -283,6 +283,10 @@ def test_page_with_auth_asks_for_the_token_once_and_shows_a_failure(
         assert [url for url, auth in api[1:] if auth != f"Bearer {TOKEN}"] == [], "every call after the first sends it"
         assert any("/events/" in url for url, _ in api), "the page followed the job's events"
 
+        page.reload()  # the token is kept for the tab: not asked again
+        expect(row(page, failed_id).locator(".badge")).to_have_text("failed")
+        expect(page.locator("#token-panel")).to_be_hidden()
+
         page.click("#forget-token")
         assert page.evaluate("sessionStorage.getItem('chainsync.token')") is None
         expect(page.locator("#token-panel")).to_be_visible()
