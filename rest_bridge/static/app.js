@@ -569,7 +569,10 @@ function drawRecords() {
     tab.setAttribute("aria-selected", String(selected));
     tab.textContent = `${kind[0].toUpperCase()}${kind.slice(1)} (${records.byKind[kind].length})`;
   }
-  const columns = COLUMNS[records.kind];
+  const columns = [...COLUMNS[records.kind]];
+  if (records.byKind[records.kind].some((r) => typeof r.title === "string")) {
+    columns.splice(1, 0, ["title", "Title"]); // text resolved from IPFS (docs/ipfs.md), when the server does that
+  }
   $("records-head").replaceChildren(
     el("tr", {}, ...columns.map(([key, label]) => el("th", { scope: "col", class: `c-${key}` }, label))),
   );
