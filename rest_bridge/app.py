@@ -185,7 +185,9 @@ def create_app(
         description=(
             "The JSON endpoints of ASYNC-BLOCKCHAIN-SYNC.md, each served by the chainsync gRPC JobService "
             "(proto/chainsync/v1/jobs.proto). Errors are `{success: false, error, code, details}` with the HTTP "
-            "status mapped from the gRPC code (design.md). Block numbers and uint256 values are decimal strings."
+            "status mapped from the gRPC code (design.md). Block numbers and uint256 values are decimal strings. "
+            "Every answer carries `X-Request-ID`: the request's own (1 to 128 printable ASCII characters; another "
+            "value is a 400 naming X-Request-ID) or a fresh UUIDv4; the server's logs carry it too."
         ),
         lifespan=lifespan,
         default_response_class=FastJSON,

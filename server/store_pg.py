@@ -27,6 +27,7 @@ the epoch, ids in the "C" collation (byte order, as SQLite compares them), so a
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from server.store import SqlJobStore
+
+log = logging.getLogger("chainsync.store")
 
 PG_MIGRATIONS = [
     # 1: the first schema (SQLite's migration 1, in PostgreSQL types; ``seq`` is SQLite's rowid: claim order among
@@ -240,9 +243,14 @@ def _retry_on_lost_connection(method):
         for attempt in range(_LOST_CONNECTION_TRIES):
             try:
                 return method(self, *args, **kwargs)
-            except psycopg.OperationalError:
+            except psycopg.OperationalError as exc:
                 if attempt + 1 == _LOST_CONNECTION_TRIES:
                     raise
+                log.warning(
+                    "PostgreSQL connection lost in %s; trying again on a fresh connection",
+                    method.__name__,
+                    extra={"try": attempt + 1, "error": str(exc).strip()},
+                )
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -148,7 +148,7 @@ def test_cors_preflight_and_simple_requests_from_allowed_origins_only(api: Api) 
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     allowed = preflight.headers["access-control-allow-headers"].lower()
-    assert {"authorization", "content-type", "idempotency-key", "last-event-id"} <= set(
+    assert {"authorization", "content-type", "idempotency-key", "last-event-id", "x-request-id"} <= set(
         allowed.replace(" ", "").split(",")
     )
     assert "POST" in preflight.headers["access-control-allow-methods"]
@@ -156,7 +156,8 @@ def test_cors_preflight_and_simple_requests_from_allowed_origins_only(api: Api) 
     started = api.http.post("/api/blockchain/sync", json={"blocksBack": 5}, headers={**AUTH, "Origin": ORIGIN})
     assert started.status_code == 202
     assert started.headers["access-control-allow-origin"] == ORIGIN
-    assert "location" in started.headers["access-control-expose-headers"].lower()
+    exposed = started.headers["access-control-expose-headers"].lower()
+    assert "location" in exposed and "x-request-id" in exposed, "a page can read its request id"
     second = api.http.get("/healthz", headers={"Origin": "http://localhost:5173"})
     assert second.headers["access-control-allow-origin"] == "http://localhost:5173"
 
