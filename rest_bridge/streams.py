@@ -41,7 +41,9 @@ async def job_events(call: Any, first: jobs_pb2.JobEvent | None, ping_s: float, 
         event = first
         for _ in range(1_000_000):  # a job has far fewer events; bounds the loop all the same
             if event is not None:
-                yield sse_event("job", job_json(event.job), event.sequence)
+                # eventTime: when the server recorded this change (clients measure their delay with it)
+                data = {**job_json(event.job), "eventTime": event.time.ToJsonString()}
+                yield sse_event("job", data, event.sequence)
                 if event.job.state in TERMINAL:
                     yield sse_event("end", {"jobId": event.job.id, "status": STATE_NAMES[event.job.state]})
                     return

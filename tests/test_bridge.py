@@ -392,7 +392,10 @@ def test_sse_streams_the_job_then_end_and_resumes_with_last_event_id(api: Api) -
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), "no gap, no repeat"
     progress = [e["data"]["progress"] for e in jobs]
     assert progress == sorted(progress)
-    assert jobs[-1]["data"] == api.status(job_id), "data is the status endpoint's job object"
+    last = dict(jobs[-1]["data"])
+    event_time = last.pop("eventTime")
+    assert last == api.status(job_id), "data is the status endpoint's job object, plus eventTime"
+    assert last["createdAt"] <= event_time and event_time.endswith("Z"), "eventTime: RFC 3339, when it happened"
 
     # Resuming from any event replays exactly what came after it, from the job's event log.
     with api.http.stream(

@@ -116,10 +116,12 @@ def rfc3339_ms(text: str) -> float:
 def latency_report(events: list[dict]) -> dict:
     local = [t["drawnAt"] - t["receivedAt"] for t in events]
     ended = [t["drawnAt"] - rfc3339_ms(t["endedAt"]) for t in events if t["endedAt"]]
+    written = [t["drawnAt"] - rfc3339_ms(t["eventTime"]) for t in events if t["eventTime"]]
     report = {
         "events": len(local),
         "receivedToDrawnMs": {"median": statistics.median(local), "max": max(local)},
         "serverEndToDrawnMs": {"median": statistics.median(ended), "max": max(ended)} if ended else None,
+        "eventWrittenToDrawnMs": {"median": statistics.median(written), "max": max(written)},
     }
     print(f"\njobs page update latency: {json.dumps(report)}")
     return report

@@ -406,6 +406,7 @@ function onJobEvent(job, receivedAt) {
       status: job.status,
       drawnProgress: shown.progress,
       endedAt: job.endedAt || null,
+      eventTime: job.eventTime || null,
       receivedAt,
       domAt,
       drawnAt: now(),
