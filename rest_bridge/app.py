@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rest_bridge import models
 from rest_bridge.convert import STATE_ENUMS, TERMINAL, TYPE_ENUMS, job_json, result_json
 from rest_bridge.errors import FastJSON, error_response, from_rpc_error
+from rest_bridge.metrics import BridgeMetrics, HttpMetrics
 from rest_bridge.middleware import BodySizeLimit, RequestIds
 from rest_bridge.streams import EventStream, job_events, ndjson_records
 from server import logs
@@ -193,6 +194,8 @@ def create_app(
         default_response_class=FastJSON,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    metrics = BridgeMetrics.create()  # this app's own registry
+    app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(RequestIds, access_log=access_log)  # outside BodySizeLimit: its 413 carries the id too
     if cors_origins:
         app.add_middleware(
@@ -225,6 +228,7 @@ def create_app(
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def on_rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        metrics.grpc_error(exc.code().name)
         return from_rpc_error(exc, grpc_target)
 
     @app.exception_handler(StarletteHTTPException)
@@ -482,6 +486,12 @@ def create_app(
             jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
         )
         return FastJSON({"success": True, "jobId": job_id, "message": f"job {job_id} deleted"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus text format; open like /healthz (counts only, no job data): docs/metrics.md."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", response_model=models.Health, tags=["meta"], summary="The bridge is up (no auth)")
     async def healthz() -> Response:

@@ -31,8 +31,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_addr=getattr(args, "http_addr", None),
         workers=getattr(args, "workers", None),
         confirmations=getattr(args, "confirmations", None),
-        log_format=getattr(args, "log_format", None),
         ipfs_gateways=tuple(args.ipfs_gateway.split(",")) if getattr(args, "ipfs_gateway", None) else None,
+        metrics_addr=getattr(args, "metrics_addr", None),
+        log_format=getattr(args, "log_format", None),
     )
 
 
@@ -162,11 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="job threads (CHAINSYNC_WORKERS)")
         p.add_argument("--confirmations", type=int, help="blocks to stay behind the head (CHAINSYNC_CONFIRMATIONS)")
         p.add_argument(
-            "--log-format", choices=["auto", "json", "text"], help="log lines on stderr (CHAINSYNC_LOG_FORMAT)"
-        )
-        p.add_argument(
             "--ipfs-gateway",
             help="IPFS HTTP gateway URL(s) for the *Cid fields, comma-separated (CHAINSYNC_IPFS_GATEWAY)",
+        )
+        p.add_argument(
+            "--log-format", choices=["auto", "json", "text"], help="log lines on stderr (CHAINSYNC_LOG_FORMAT)"
         )
 
     p = sub.add_parser("devnet", help="start anvil with the contracts deployed and seeded")
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         p = sub.add_parser(name, help=text)
         common(p)
+        if name == "serve":
+            p.add_argument("--metrics-addr", help="Prometheus /metrics host:port, or off (CHAINSYNC_METRICS_ADDR)")
         p.set_defaults(func=func)
     p = sub.add_parser("backup", help="copy the SQLite job store while servers run (safe, unlike cp)")
     p.add_argument("--db", help="the SQLite job store (CHAINSYNC_DB)")

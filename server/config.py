@@ -34,11 +34,12 @@ class Settings:
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
     lease_s: int = 15
-    log_format: str = "auto"  # auto (text on a terminal, JSON otherwise), json or text: server/logs.py
-    log_level: str = "info"
     ipfs_gateways: tuple[str, ...] = ()  # IPFS HTTP gateways for the *Cid fields' content; none: not resolved
     ipfs_concurrency: int = 8  # gateway requests in flight, for the whole server
     ipfs_timeout_s: int = 10  # per gateway request
+    metrics_addr: str = "127.0.0.1:9464"  # Prometheus /metrics over HTTP (the gRPC port speaks only gRPC); "off"
+    log_format: str = "auto"  # auto (text on a terminal, JSON otherwise), json or text: server/logs.py
+    log_level: str = "info"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             ("silent_changes", "CHAINSYNC_SILENT_CHANGES"),
             ("tls_cert", "CHAINSYNC_TLS_CERT"),
             ("tls_key", "CHAINSYNC_TLS_KEY"),
+            ("metrics_addr", "CHAINSYNC_METRICS_ADDR"),
             ("log_format", "CHAINSYNC_LOG_FORMAT"),
             ("log_level", "CHAINSYNC_LOG_LEVEL"),
         ]:

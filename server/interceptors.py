@@ -10,13 +10,16 @@ puts the call's ``x-request-id`` in the log context (server/logs.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import grpc
 
 from server import logs
 from server.auth import Tokens
 from server.errors import ChainsyncError, invalid_argument
+from server.metrics import ServerMetrics
 
 log = logging.getLogger("chainsync.grpc")
 
@@ -58,6 +61,76 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 unary_stream, handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _code_name(context: grpc.aio.ServicerContext, failed: BaseException | None) -> str:
+    """The status the call ends with: what the handler set or aborted with, else OK, or UNKNOWN on an exception."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if isinstance(code, int) and code in _CODE_NAMES:
+        return _CODE_NAMES[code]
+    if isinstance(failed, asyncio.CancelledError):
+        return "CANCELLED"
+    return "OK" if failed is None else "UNKNOWN"
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts every call by service, method and status code; times unary calls.
+
+    The first interceptor, so that refusals of the others (UNAUTHENTICATED) and
+    ChainsyncError statuses are counted too. A server stream (WatchJob) is
+    counted when it ends and is in ``chainsync_grpc_streams_open`` while open;
+    its length is not a latency and stays out of the histogram. Only methods the
+    server has are counted, so the labels are bounded whatever clients send.
+    """
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or not (handler.unary_unary or handler.unary_stream):
+            return handler  # unknown method, or a bidirectional stream (reflection): not counted
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        metrics = self._metrics
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                started, failed = time.perf_counter(), None
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:
+                    failed = exc
+                    raise
+                finally:
+                    metrics.grpc_call(service, method, _code_name(context, failed), time.perf_counter() - started)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        inner_stream = handler.unary_stream
+
+        async def unary_stream(request, context):
+            failed = None
+            metrics.stream_open(service, method, 1)
+            try:
+                async for item in inner_stream(request, context):
+                    yield item
+            except BaseException as exc:
+                failed = exc
+                raise
+            finally:
+                metrics.stream_open(service, method, -1)
+                metrics.grpc_call(service, method, _code_name(context, failed), None)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
 
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError
 from server.ipfs import ContentStats, Gateways, resolve_job_content
+from server.metrics import NO_METRICS, ServerMetrics
 from server.rpc import JsonRpc, RetryPolicy, RpcError
 from server.runner import JobContext, JobStopped
 from server.store import JobRecord, JobStore, ResultSummary
@@ -44,6 +45,7 @@ class SyncJobDeps:
     confirmations: int
     sync_options: SyncOptions
     rpc_budget_s: float = 30.0
+    metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
     ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/ipfs.py)
 
 
@@ -113,11 +115,13 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         ctx.check()  # raises JobStopped
         return False
 
-    rpc = JsonRpc(deps.rpc_urls, should_stop=stop_check, retry=RetryPolicy(budget_s=deps.rpc_budget_s))
+    rpc = JsonRpc(
+        deps.rpc_urls, should_stop=stop_check, retry=RetryPolicy(budget_s=deps.rpc_budget_s), metrics=deps.metrics
+    )
     stats: SyncStats | None = None
     try:
         deployment = deps.load_deployment()
-        engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options)
+        engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics)
         chain_id = engine.check_chain()
         rng = _range_for(ctx, engine, deployment, deps)
         checkpoint = {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block}
@@ -156,24 +160,26 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         total = sum(counts.values())
         _finish(
             ctx,
+            deps.metrics,
             "completed",
             summary=summary,
             stats={**stats.as_dict(), **(content.as_dict() if content else {})},
             message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
         )
     except JobStopped as stop:
-        _stopped(ctx, stop.why, stats)
+        _stopped(ctx, stop.why, stats, deps.metrics)
     except ChainsyncError as exc:
         if exc.reason == "JOB_CANCELLED" or ctx.stop_reason():
-            _stopped(ctx, ctx.stop_reason() or "cancelled", stats)
+            _stopped(ctx, ctx.stop_reason() or "cancelled", stats, deps.metrics)
         else:
-            _finish(ctx, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
+            _finish(ctx, deps.metrics, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
     except RpcError as exc:
-        _finish(ctx, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
+        _finish(ctx, deps.metrics, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
         log.exception("job failed unexpectedly")
         _finish(
             ctx,
+            deps.metrics,
             "failed",
             message="Failed",
             error_code="INTERNAL",
@@ -202,12 +208,13 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
     )
 
 
-def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
+def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: ServerMetrics) -> None:
     job = ctx.job
     last = stats.as_dict() if stats else None
     if why == "timeout":
         _finish(
             ctx,
+            metrics,
             "failed",
             message="Timed out",
             error_code="JOB_TIMEOUT",
@@ -220,6 +227,7 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
         if current is not None and current.cancel_requested:
             _finish(
                 ctx,
+                metrics,
                 "cancelled",
                 message="Cancelled",
                 error_code="JOB_CANCELLED",
@@ -235,9 +243,10 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None) -> None:
     # lost: another worker took the job over when our lease expired; it finishes it
 
 
-def _finish(ctx: JobContext, state: str, **details: Any) -> None:
+def _finish(ctx: JobContext, metrics: ServerMetrics, state: str, **details: Any) -> None:
     """Ends the job, unless it is no longer ours (then the worker holding it will)."""
     if ctx.store.finish(ctx.job.id, state, owner=ctx.owner, **details):
+        metrics.job_finished(ctx.job.type, state, time.time() - (ctx.job.started_at or time.time()))
         _log_end(ctx.job, state, details)
     else:
         log.warning("job %s was not ours to finish any more (%s)", ctx.job.id, state)

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -34,6 +34,9 @@ import httpx
 import orjson
 
 from server.errors import ChainsyncError
+
+if TYPE_CHECKING:
+    from server.metrics import ServerMetrics
 
 log = logging.getLogger("chainsync.rpc")
 
@@ -55,7 +58,14 @@ class RpcError(Exception):
 
 
 class TransientError(Exception):
-    """A failure worth retrying: connection error, timeout, 429, 5xx, garbage."""
+    """A failure worth retrying: connection error, timeout, 429, 5xx, garbage.
+
+    ``outcome`` names it in the metrics: http_429, http_5xx, timeout, connection or bad_response.
+    """
+
+    def __init__(self, message: str, outcome: str = "bad_response") -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class ResponseTooLarge(Exception):
@@ -101,12 +111,18 @@ class JsonRpc:
         timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         should_stop: Callable[[], bool] = lambda: False,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
+        if metrics is None:
+            from server.metrics import NO_METRICS  # here: server.metrics imports this module
+
+            metrics = NO_METRICS
         self.urls = list(urls)
         self.retry = retry
         self.should_stop = should_stop
+        self.metrics = metrics
         self.retries = 0  # transient failures retried so far (for stats)
         self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=PER_ENDPOINT_CONCURRENCY))
         self._ids = iter(range(1, 1 << 62))
@@ -139,6 +155,7 @@ class JsonRpc:
         single = len(calls) == 1
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in zip(ids, calls)]
         body = orjson.dumps(payload[0] if single else payload)
+        method = calls[0][0] if single or all(m == calls[0][0] for m, _ in calls) else "mixed"
         deadline = time.monotonic() + self.retry.budget_s
         tries = 0
         last_error = ""
@@ -147,17 +164,31 @@ class JsonRpc:
             if self.should_stop():
                 raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
             tries += 1
+            outcome, started = "other", time.perf_counter()
             try:
                 with _slots(url):
+                    started = time.perf_counter()  # the request itself, not the wait for a slot
                     answers = self._post(url, body, max_response_bytes)
-                return _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
+                results = _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
+                outcome = "ok"
+                return results
             except TransientError as exc:
+                outcome = exc.outcome
                 last_error = f"{redact(url)}: {exc}"
                 self.retries += 1
+            except RpcError as exc:
+                outcome = "range_refused" if range_limit(exc) else "rpc_error"
+                raise
+            except ResponseTooLarge:
+                outcome = "too_large"
+                raise
+            finally:
+                self.metrics.rpc_request(url, method, outcome, time.perf_counter() - started)
             # Back off after a full round over the URLs; the next URL is tried at once.
             pause = self.retry.delay(tries // len(self.urls)) if tries % len(self.urls) == 0 else 0.0
             if time.monotonic() + pause >= deadline:
                 break
+            self.metrics.rpc_retry(url)
             next_url = self.urls[tries % len(self.urls)]
             failure = {"endpoint": redact(url), "error": last_error.split(": ", 1)[-1], "try": tries}
             if next_url != url:
@@ -179,7 +210,8 @@ class JsonRpc:
                 "POST", url, content=body, headers={"content-type": "application/json"}
             ) as response:
                 if response.status_code == 429 or response.status_code >= 500:
-                    raise TransientError(f"HTTP {response.status_code}")
+                    outcome = "http_429" if response.status_code == 429 else "http_5xx"
+                    raise TransientError(f"HTTP {response.status_code}", outcome)
                 if max_bytes is None:
                     content = response.read()
                 else:
@@ -191,7 +223,8 @@ class JsonRpc:
                         parts.append(part)
                     content = b"".join(parts)
         except httpx.HTTPError as exc:
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+            raise TransientError(f"{type(exc).__name__}: {exc}", outcome) from exc
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError as exc:

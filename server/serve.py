@@ -22,9 +22,10 @@ from server import logs
 from server.auth import Tokens
 from server.config import Settings
 from server.contracts import entity_kinds, load_deployment
-from server.interceptors import AuthInterceptor, ErrorInterceptor, RequestIdInterceptor
+from server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
 from server.ipfs import Gateways, IpfsSettings
 from server.jobs import SyncJobDeps, run_sync_job
+from server.metrics import JobsCollector, MetricsServer, ServerMetrics, parse_metrics_addr, serve_metrics
 from server.runner import Runner
 from server.servicer import JobService
 from server.store import JobStore, SQLiteJobStore
@@ -104,6 +105,29 @@ def _open_postgres(url: str) -> JobStore:
         raise SystemExit(f"CHAINSYNC_DB: cannot open the PostgreSQL job store at {shown}: {exc}") from None
 
 
+def start_metrics(settings: Settings, metrics: ServerMetrics) -> MetricsServer | None:
+    """The /metrics listener of CHAINSYNC_METRICS_ADDR, or None when it is off.
+
+    An address set by hand that cannot be bound stops the server; the default one
+    (127.0.0.1:9464) taken by another chainsync server on this host only logs a
+    warning, so that several replicas can run on one machine without settings.
+    """
+    try:
+        address = parse_metrics_addr(settings.metrics_addr)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    if address is None:
+        return None
+    try:
+        return serve_metrics(*address, metrics.registry)
+    except OSError as exc:
+        problem = f"CHAINSYNC_METRICS_ADDR: cannot listen on {settings.metrics_addr}: {exc.strerror or exc}"
+        if settings.metrics_addr != Settings.metrics_addr:
+            raise SystemExit(problem) from None
+        log.warning("%s; serving no metrics (set CHAINSYNC_METRICS_ADDR to another address)", problem)
+        return None
+
+
 def ipfs_gateways(settings: Settings) -> Gateways | None:
     """The IPFS gateways the jobs resolve the *Cid fields through; None when none is configured."""
     if not settings.ipfs_gateways:
@@ -114,13 +138,19 @@ def ipfs_gateways(settings: Settings) -> Gateways | None:
 
 
 async def serve(settings: Settings) -> bool:
+    try:
+        parse_metrics_addr(settings.metrics_addr)  # bad input stops the server before anything opens
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     store = open_store(settings.db)
+    metrics = ServerMetrics.create()
     deps = SyncJobDeps(
         rpc_urls=settings.rpc_urls,
         load_deployment=lambda: load_deployment(settings.deployment_path),
         kinds=entity_kinds(),
         confirmations=settings.confirmations,
         rpc_budget_s=settings.rpc_budget_s,
+        metrics=metrics,
         ipfs=ipfs_gateways(settings),
         sync_options=SyncOptions(
             log_chunk_blocks=settings.log_chunk_blocks,
@@ -129,10 +159,13 @@ async def serve(settings: Settings) -> bool:
         ),
     )
     runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
+    metrics.registry.register(
+        JobsCollector(store.count_by_state, lambda: (len(runner.running_job_ids()), runner.workers))
+    )
     tokens = Tokens.parse(settings.api_token) if settings.api_token else None
     interceptors = [AuthInterceptor(tokens)] if tokens else []
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), *interceptors, ErrorInterceptor()],
+        interceptors=[MetricsInterceptor(metrics), RequestIdInterceptor(), *interceptors, ErrorInterceptor()],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
@@ -155,6 +188,7 @@ async def serve(settings: Settings) -> bool:
         port = server.add_insecure_port(settings.grpc_addr)
     if port == 0:
         raise SystemExit(f"CHAINSYNC_GRPC_ADDR: cannot listen on {settings.grpc_addr}")
+    metrics_server = start_metrics(settings, metrics)
     await server.start()
     runner.start()
     for name in (service_names[0], ""):
@@ -162,6 +196,8 @@ async def serve(settings: Settings) -> bool:
     host = settings.grpc_addr.rsplit(":", 1)[0]
     tls = " over TLS" if settings.tls_cert else ""
     print(f"chainsync gRPC JobService listening on {host}:{port}{tls} (store: {redact_db(settings.db)})", flush=True)
+    if metrics_server is not None:
+        print(f"chainsync metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -176,6 +212,8 @@ async def serve(settings: Settings) -> bool:
     if deps.ipfs:
         deps.ipfs.close()
     await server.stop(SHUTDOWN_GRACE_S)
+    if metrics_server is not None:
+        metrics_server.stop()
     return drained
 
 

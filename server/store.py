@@ -185,6 +185,9 @@ class JobStore(Protocol):
 
     def result_summary(self, job_id: str) -> ResultSummary | None: ...
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none are left out); for the metrics."""
+
     def last_completed(self, job_type: str) -> ResultSummary | None:
         """The result summary of the most recently completed job of this type, if any (for incremental syncs)."""
 
@@ -648,6 +651,10 @@ class SqlJobStore:
             ).rowcount
             db.execute("DELETE FROM request_ids WHERE created_at < ?", (now - request_id_ttl_s,))
         return removed
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._read() as db:
+            return dict(db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
 
     def last_completed(self, job_type: str) -> ResultSummary | None:
         with self._read() as db:

@@ -260,6 +260,6 @@ def _retry_on_lost_connection(method):
 for _name in (
     "create", "get", "claim_next", "heartbeat", "update_progress", "save_chunk", "touched", "touched_event_count",
     "rewind", "record_ids", "request_cancel", "finish", "release", "events", "list_jobs", "delete", "purge_expired",
-    "last_completed", "result_summary", "replace_records", "ipfs_cached", "ipfs_save",
+    "last_completed", "result_summary", "count_by_state", "replace_records", "ipfs_cached", "ipfs_save",
 ):  # fmt: skip
     setattr(PostgresJobStore, _name, _retry_on_lost_connection(getattr(SqlJobStore, _name)))

@@ -15,13 +15,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from server.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
 from server.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
+
+if TYPE_CHECKING:
+    from server.metrics import ServerMetrics
 
 log = logging.getLogger("chainsync.sync")
 
@@ -173,9 +176,15 @@ ProgressCallback = Callable[[SyncStats, str], None]
 
 class SyncEngine:
     def __init__(
-        self, rpc: JsonRpc, deployment: Deployment, kinds: dict[str, EntityKind], options: SyncOptions = SyncOptions()
+        self,
+        rpc: JsonRpc,
+        deployment: Deployment,
+        kinds: dict[str, EntityKind],
+        options: SyncOptions = SyncOptions(),
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.rpc = rpc
+        self.metrics = metrics if metrics is not None else rpc.metrics
         self.deployment = deployment
         self.kinds = kinds
         self.options = options
@@ -253,6 +262,7 @@ class SyncEngine:
                     "eth_getLogs range refused; splitting",
                     extra={"blocks": f"{start}..{stop}", "next_size": smaller, "suggested": limit.suggested_blocks},
                 )
+                self.metrics.range_split("eth_getLogs")
                 continue
             if len(logs) > self.options.max_logs_per_chunk:
                 state["size"], state["streak"] = max(1, state["size"] // 2), 0
@@ -311,6 +321,7 @@ class SyncEngine:
                 pending = prefetch.submit(copy_context().run, fetch, stop + 1) if stop < rng.to_block else None
                 try:
                     touches = self._log_touches(logs, by_address, stats)
+                    events = len(touches)
                     touches += self.silent_touches(start, stop, by_address)
                     hashes = dict(journal.checkpoint.get("hashes", {}))
                     hashes[str(stop)] = stop_hash
@@ -321,6 +332,7 @@ class SyncEngine:
                     )
                     journal.save_scan(touches)
                     stats.blocks_done += stop - start + 1
+                    self.metrics.scanned(stop - start + 1, events)
                     progress(stats, f"Scanned blocks {rng.from_block}..{stop} of ..{rng.to_block}")
                 except BaseException:
                     if pending is not None:
@@ -391,6 +403,7 @@ class SyncEngine:
                     "trace_filter range refused; splitting",
                     extra={"blocks": f"{start}..{end}", "next_size": self._trace_size},
                 )
+                self.metrics.range_split("trace_filter")
                 continue
             start = end + 1
         return traces
@@ -460,6 +473,7 @@ class SyncEngine:
                     answers_of.append(prefetch.submit(copy_context().run, fetch, pages[n + 1]))
                 self._save_page(kind, page, answers, created, journal)
                 stats.records_done += len(page)
+                self.metrics.records(kind.name, len(page))
                 progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
 
     @staticmethod

@@ -55,6 +55,7 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
 class Service:
     addr: str  # host:port
     proc: subprocess.Popen
+    metrics_addr: str = ""  # host:port of a server's Prometheus /metrics
 
     @property
     def url(self) -> str:
@@ -91,7 +92,9 @@ def grpc_server(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     port = free_port()
+    metrics_addr = f"127.0.0.1:{free_port()}"  # never the default 9464, which another server may hold
     env = {
+        "CHAINSYNC_METRICS_ADDR": metrics_addr,
         "CHAINSYNC_RPC_URL": rpc_url,
         "CHAINSYNC_DEPLOYMENT": str(deployment_path),
         "CHAINSYNC_DB": str(db),
@@ -102,7 +105,7 @@ def grpc_server(
     proc = _spawn(["serve"], env)
     try:
         wait_for_port(port, proc, "chainsync serve")
-        yield Service(f"127.0.0.1:{port}", proc)
+        yield Service(f"127.0.0.1:{port}", proc, metrics_addr=env["CHAINSYNC_METRICS_ADDR"])
     finally:
         stop_process(proc)
 

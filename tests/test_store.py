@@ -470,3 +470,26 @@ def test_a_server_on_postgresql_syncs_the_same_result_as_on_sqlite(stack, devnet
     with psycopg.connect(PG_URL) as conn:
         query = sql.SQL("SELECT state, count(*) FROM {}.jobs GROUP BY state").format(sql.Identifier(pg_schema))
         assert dict(conn.execute(query).fetchall()) == {"completed": 1}, "the job lived in the schema it was given"
+
+
+def test_count_by_state_sees_the_jobs_of_every_store_on_the_database(backend: Backend) -> None:
+    """The jobs-per-state gauge of /metrics: with PostgreSQL a replica counts the other replicas' jobs too."""
+    from server.metrics import JobsCollector
+
+    here, there = backend.open(), backend.open()
+    assert here.count_by_state() == {}
+    running(there, owner="replica-2")
+    done = running(there, owner="replica-2")
+    assert there.finish(done.id, "completed", message="done", summary=SUMMARY, owner="replica-2")
+    there.create(new_job())
+    assert here.count_by_state() == {"running": 1, "pending": 1, "completed": 1}
+    samples = {
+        (s.name, s.labels.get("state")): s.value
+        for family in JobsCollector(here.count_by_state, lambda: (0, 2)).collect()
+        for s in family.samples
+    }
+    assert samples[("chainsync_jobs", "running")] == 1
+    assert samples[("chainsync_jobs", "failed")] == 0
+    assert samples[("chainsync_queue_depth", None)] == 1
+    assert samples[("chainsync_job_store_up", None)] == 1
+    assert samples[("chainsync_workers", None)] == 2
