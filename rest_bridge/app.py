@@ -194,9 +194,9 @@ def create_app(
         default_response_class=FastJSON,
     )
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestIds, access_log=access_log)  # outside BodySizeLimit: its 413 carries the id too
     metrics = BridgeMetrics.create()  # this app's own registry
     app.add_middleware(HttpMetrics, metrics=metrics)
-    app.add_middleware(RequestIds, access_log=access_log)  # outside BodySizeLimit: its 413 carries the id too
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
