@@ -9,8 +9,10 @@ Owns:
   most ``concurrency`` requests in flight for the whole server, a timeout per
   request, retries with backoff on 429, 5xx and connection errors, the next
   gateway when one fails, a size cap, UTF-8 text only;
-- verifying content: a raw-codec sha2-256 CID (``bafkrei…``) must hash to its
-  digest; other CIDs are trusted to the gateway (docs/ipfs.md);
+- verifying content: a raw sha2-256 CID's content (``bafkrei…``) must hash to
+  its digest; a dag-pb sha2-256 CID (``Qm…``, ``bafybei…``) is fetched as raw
+  blocks (``?format=raw``), each checked against its CID, and its UnixFS file
+  decoded from them; other CIDs are trusted to the gateway (docs/ipfs.md);
 - the job step (``resolve_job_content``): every CID of a job's records, from the
   store's cache (keyed by CID: content under a CID never changes) or the
   gateways, written beside the CID in each record; a field that cannot be
@@ -52,6 +54,9 @@ _PRIORITY = ("hash_mismatch", "too_large", "not_text", "unavailable", "not_found
 RAW_CODEC = 0x55
 DAG_PB_CODEC = 0x70
 SHA2_256 = 0x12
+UNIXFS_RAW, UNIXFS_FILE = 0, 2  # the UnixFS node types that hold file bytes
+MAX_DEPTH = 8  # of a UnixFS file's tree of blocks
+MAX_BLOCKS = 1024  # of one file (each is one request)
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}
@@ -67,8 +72,22 @@ class Cid:
 
     @property
     def verifiable(self) -> bool:
-        """Content of a raw sha2-256 CID is the block itself: its sha256 must be the digest."""
-        return self.codec == RAW_CODEC and self.hash_code == SHA2_256
+        """A raw or dag-pb sha2-256 CID: its block's sha256 must be the digest (others are trusted)."""
+        return self.codec in (RAW_CODEC, DAG_PB_CODEC) and self.hash_code == SHA2_256
+
+    def as_v1(self) -> str:
+        """The CIDv1 text (base32) of the same block: how a link to a child block is asked for."""
+        data = b"\x01" + _uvarint(self.codec) + _uvarint(self.hash_code) + _uvarint(len(self.digest)) + self.digest
+        return "b" + base64.b32encode(data).decode().lower().rstrip("=")
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -130,9 +149,73 @@ def parse_cid(value: str) -> Cid | None:
     return None
 
 
-def verify(cid: Cid, body: bytes) -> bool:
-    """True unless the CID says what its content hashes to and the body does not."""
-    return not cid.verifiable or hashlib.sha256(body).digest() == cid.digest
+def verify(cid: Cid, block: bytes) -> bool:
+    """True unless the CID says what its block hashes to and this block does not."""
+    return not cid.verifiable or hashlib.sha256(block).digest() == cid.digest
+
+
+def _fields(data: bytes) -> Iterable[tuple[int, int, int | bytes]]:
+    """(field number, wire type, value) of each field of a protobuf message; ValueError when malformed."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+            yield number, wire, value
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("truncated field")
+            yield number, wire, data[pos : pos + size]
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def child_cid(raw: bytes) -> Cid:
+    """A link's CID, as dag-pb stores it (binary CIDv0: a bare multihash, or CIDv1)."""
+    if raw[:2] == b"\x12\x20":
+        code, digest = _multihash(raw, 0)
+        return Cid("", 0, DAG_PB_CODEC, code, digest)
+    version, pos = _varint(raw, 0)
+    codec, pos = _varint(raw, pos)
+    code, digest = _multihash(raw, pos)
+    if version != 1:
+        raise ValueError("CID version")
+    return Cid("", 1, codec, code, digest)
+
+
+def unixfs_file(block: bytes) -> tuple[bytes, list[Cid], int | None]:
+    """A dag-pb block of a UnixFS file: (its own data, its children in order, the file size if given).
+
+    ValueError when the block is malformed or not a file (a directory, a symlink...).
+    """
+    data: bytes | None = None
+    links: list[Cid] = []
+    for number, wire, value in _fields(block):
+        if number == 1 and wire == 2:
+            data = bytes(value)
+        elif number == 2 and wire == 2:
+            hashes = [v for n, w, v in _fields(value) if n == 1 and w == 2]
+            if len(hashes) != 1:
+                raise ValueError("a link without a hash")
+            links.append(child_cid(hashes[0]))
+    if data is None:
+        raise ValueError("no UnixFS data")
+    kind, content, size = None, b"", None
+    for number, wire, value in _fields(data):
+        if number == 1 and wire == 0:
+            kind = value
+        elif number == 2 and wire == 2:
+            content = bytes(value)
+        elif number == 3 and wire == 0:
+            size = value
+    if kind not in (UNIXFS_RAW, UNIXFS_FILE):
+        raise ValueError(f"UnixFS type {kind} is not a file")
+    return content, links, size
 
 
 @dataclass(frozen=True)
@@ -175,7 +258,6 @@ class Gateways:
             timeout=settings.timeout_s,
             follow_redirects=True,
             limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
-            headers={"Accept": "text/plain, application/octet-stream;q=0.9, */*;q=0.1"},
         )
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="ipfs")
         # A gateway that is down would cost every CID its retries: after down_after failures in a row
@@ -215,17 +297,62 @@ class Gateways:
                 self._down_until[gateway] = time.monotonic() + self.settings.down_for_s
 
     def _from(self, gateway: str, cid: Cid, stopping: Callable[[], bool]) -> str:
+        """The CID's text from this gateway, verified where the CID allows it."""
+        if cid.verifiable and cid.codec == DAG_PB_CODEC:
+            body = bytearray()
+            self._file(gateway, cid, stopping, body, [0])
+        else:  # raw: the content is the block; other codecs and hashes: trusted to the gateway
+            body = bytearray(self._fetch(gateway, cid.text, cid, stopping, raw=False))
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Failure("not_text", retry=False) from None
+
+    def _file(
+        self, gateway: str, cid: Cid, stopping: Callable[[], bool], out: bytearray, blocks: list[int], depth: int = 0
+    ) -> None:
+        """Appends the bytes of the UnixFS file under cid, block by verified block (?format=raw).
+
+        blocks: [how many blocks of this file were fetched]; it and the depth are bounded.
+        """
+        blocks[0] += 1
+        if depth > MAX_DEPTH or blocks[0] > MAX_BLOCKS:
+            raise _Failure("not_text", retry=False)
+        block = self._fetch(gateway, cid.text or cid.as_v1(), cid, stopping, raw=True)
+        if cid.codec == RAW_CODEC:
+            out += block
+        elif cid.codec == DAG_PB_CODEC:
+            try:
+                data, children, size = unixfs_file(block)
+            except ValueError:
+                raise _Failure("not_text", retry=False) from None
+            if size is not None and size > self.settings.max_bytes:
+                raise _Failure("too_large", retry=False)
+            out += data
+            for child in children:
+                if not child.verifiable:
+                    raise _Failure("not_text", retry=False)
+                self._file(gateway, child, stopping, out, blocks, depth + 1)
+        else:
+            raise _Failure("not_text", retry=False)
+        if len(out) > self.settings.max_bytes:
+            raise _Failure("too_large", retry=False)
+
+    def _fetch(self, gateway: str, name: str, cid: Cid, stopping: Callable[[], bool], *, raw: bool) -> bytes:
+        """The body of GET {gateway}/ipfs/{name} (?format=raw: the block), retried, its hash checked."""
         s = self.settings
-        url = f"{gateway.rstrip('/')}/ipfs/{cid.text}"
+        url = f"{gateway.rstrip('/')}/ipfs/{name}" + ("?format=raw" if raw else "")
         for attempt in range(s.attempts):
             if stopping():
                 raise _Failure("stopped", retry=False)
             if self.is_down(gateway):
                 raise _Failure("unavailable", retry=False)
             try:
-                text = self._get(url, cid)
+                body = self._get(url)
+                if not verify(cid, body):
+                    raise _Failure("hash_mismatch", retry=False)
                 self._served(gateway, ok=True)
-                return text
+                return body
             except _Failure as failure:
                 if not failure.retry or attempt + 1 == s.attempts:
                     self._served(gateway, ok=failure.reason != "unavailable")  # any other answer: it is up
@@ -236,7 +363,7 @@ class Gateways:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         raise AssertionError("unreachable")
 
-    def _get(self, url: str, cid: Cid) -> str:
+    def _get(self, url: str) -> bytes:
         s = self.settings
         try:
             with self.client.stream("GET", url) as response:
@@ -256,12 +383,7 @@ class Gateways:
                         raise _Failure("too_large", retry=False)
         except httpx.HTTPError:  # connection refused or reset, timeouts, protocol errors
             raise _Failure("unavailable", retry=True) from None
-        if not verify(cid, bytes(body)):
-            raise _Failure("hash_mismatch", retry=False)
-        try:
-            return bytes(body).decode("utf-8")
-        except UnicodeDecodeError:
-            raise _Failure("not_text", retry=False) from None
+        return bytes(body)
 
     def _retry_after(self, response: httpx.Response) -> float:
         value = response.headers.get("retry-after", "")

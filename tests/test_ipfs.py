@@ -24,7 +24,15 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
 from devnet.scenario import raw_cid, scenario_contents
 from rest_bridge import models
-from server.ipfs import CID_FIELDS, Gateways, IpfsSettings, parse_cid, resolve_job_content, verify
+from server.ipfs import (
+    CID_FIELDS,
+    Gateways,
+    IpfsSettings,
+    parse_cid,
+    resolve_job_content,
+    unixfs_file,
+    verify,
+)
 from server.runner import JobStopped
 from tests.processes import free_port, grpc_server, rest_bridge
 from tests.stack import TERMINAL, wait_for_state, wait_until
@@ -41,8 +49,16 @@ class _QuietServer(ThreadingHTTPServer):
 class Gateway:
     """An IPFS HTTP gateway on a free loopback port: GET /ipfs/{cid} -> the content under cid."""
 
-    def __init__(self, contents: dict[str, bytes | str], *, lie: bool = False, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        contents: dict[str, bytes | str],
+        *,
+        blocks: dict[str, bytes] | None = None,
+        lie: bool = False,
+        delay_s: float = 0.0,
+    ) -> None:
         self.contents = {k: v.encode() if isinstance(v, str) else v for k, v in contents.items()}
+        self.blocks = blocks or {}  # CID -> block, for ?format=raw (a raw CID's block is its content)
         self.lie = lie  # serve content that is not the CID's
         self.delay_s = delay_s
         self.fail: set[str] = set()  # these answer 500
@@ -65,7 +81,8 @@ class Gateway:
         self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        cid = handler.path.removeprefix("/ipfs/")
+        cid, _, query = handler.path.removeprefix("/ipfs/").partition("?")
+        served = self.blocks if query == "format=raw" and cid in self.blocks else self.contents
         with self._lock:
             self.requests[cid] += 1
             self.in_flight += 1
@@ -79,10 +96,10 @@ class Gateway:
                 status, body = 429, b"slow down"
             elif cid in self.fail:
                 status, body = 500, b"gateway error"
-            elif cid not in self.contents:
+            elif cid not in served:
                 status, body = 404, b"no link named"
             else:
-                status, body = 200, self.contents[cid] + (b" (altered)" if self.lie else b"")
+                status, body = 200, served[cid] + (b" (altered)" if self.lie else b"")
             handler.send_response(status)
             handler.send_header("Content-Length", str(len(body)))
             if throttled:
@@ -135,10 +152,57 @@ def test_a_raw_cidv1_parses_and_verifies_its_content() -> None:
     assert parse_cid(f"ipfs://{HELLO_CID}") == cid and parse_cid(f"/ipfs/{HELLO_CID}") == cid
 
 
-def test_a_cidv0_parses_and_is_trusted_to_the_gateway() -> None:
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    return bytes(out) + bytes((value,))
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    """One protobuf field, as dag-pb and UnixFS write them (varint or length-delimited)."""
+    if isinstance(value, int):
+        return _uvarint(number << 3) + _uvarint(value)
+    return _uvarint(number << 3 | 2) + _uvarint(len(value)) + value
+
+
+def file_block(data: bytes, links: list[bytes] = (), sizes: list[int] = (), kind: int = 2) -> bytes:
+    """A dag-pb node of a UnixFS file (kind 2; 1 is a directory): PBNode {Links, Data: UnixFS Data}."""
+    total = len(data) + sum(sizes)
+    unixfs = _field(1, kind) + (_field(2, data) if data else b"") + _field(3, total)
+    unixfs += b"".join(_field(4, n) for n in sizes)
+    return b"".join(_field(2, _field(1, link)) for link in links) + _field(1, unixfs)
+
+
+def v0(block: bytes) -> str:
+    """The CIDv0 (base58btc sha2-256 multihash) of a dag-pb block."""
+    number, text = int.from_bytes(b"\x12\x20" + hashlib.sha256(block).digest(), "big"), ""
+    while number:
+        number, digit = divmod(number, 58)
+        text = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"[digit] + text
+    return text
+
+
+def v1_bytes(codec: int, block: bytes) -> bytes:
+    return bytes((1, codec, 0x12, 0x20)) + hashlib.sha256(block).digest()
+
+
+def v1(codec: int, block: bytes) -> str:
+    return "b" + base64.b32encode(v1_bytes(codec, block)).decode().lower().rstrip("=")
+
+
+def test_a_cidv0_is_a_dag_pb_block_whose_file_is_checked() -> None:
+    # What `ipfs add` makes of "Hello World\n" (one block), rebuilt byte by byte: its CID is the published one.
+    block = file_block(b"Hello World\n")
+    assert v0(block) == PUBLISHED_V0
     cid = parse_cid(PUBLISHED_V0)
-    assert cid is not None and (cid.version, cid.codec, cid.hash_code, len(cid.digest)) == (0, 0x70, 0x12, 32)
-    assert not cid.verifiable and verify(cid, b"anything")
+    assert cid is not None and (cid.version, cid.codec, cid.hash_code) == (0, 0x70, 0x12)
+    assert cid.verifiable and verify(cid, block) and not verify(cid, b"Hello World\n")
+    assert unixfs_file(block) == (b"Hello World\n", [], 12)
+    assert parse_cid(cid.as_v1()).digest == cid.digest
+    with pytest.raises(ValueError):
+        unixfs_file(file_block(b"", kind=1))  # a directory is no file
 
 
 @pytest.mark.parametrize(
@@ -181,6 +245,25 @@ def test_a_lying_gateway_is_caught_and_the_next_one_used() -> None:
         assert liar.requests[HELLO_CID] == 2 and honest.requests[HELLO_CID] == 1
 
 
+def test_a_dag_pb_file_is_fetched_block_by_block_and_each_block_checked() -> None:
+    leaves = [b"Hello ", "Wörld\n".encode()]
+    root = file_block(b"", [v1_bytes(0x55, leaf) for leaf in leaves], [len(leaf) for leaf in leaves])
+    root_cid, single = v1(0x70, root), file_block(b"Hello World\n")
+    blocks = {root_cid: root, PUBLISHED_V0: single, **{v1(0x55, leaf): leaf for leaf in leaves}}
+    files = {root_cid: "Hello Wörld\n", PUBLISHED_V0: "Hello World\n"}  # what a gateway serves without ?format=raw
+    cids = [parse_cid(root_cid), parse_cid(PUBLISHED_V0)]
+    with Gateway(files, blocks=blocks) as gw, gateways(gw.url) as fetcher:
+        assert [f.content for f in fetcher.fetch_many(cids)] == ["Hello Wörld\n", "Hello World\n"]
+        assert gw.requests == Counter(list(blocks)), "each block once"
+    with Gateway(files) as ignores_format_raw, gateways(ignores_format_raw.url) as fetcher:
+        assert [f.reason for f in fetcher.fetch_many(cids)] == ["hash_mismatch", "hash_mismatch"]
+    lying_leaf = {**blocks, v1(0x55, leaves[1]): b"World\n"}
+    directory = file_block(b"", kind=1)
+    with Gateway({}, blocks={**lying_leaf, v0(directory): directory}) as gw, gateways(gw.url) as fetcher:
+        assert fetcher.fetch(parse_cid(root_cid)).reason == "hash_mismatch"
+        assert fetcher.fetch(parse_cid(v0(directory))).reason == "not_text"
+
+
 def test_failures_are_reasons_not_text() -> None:
     not_text, big = b"\xff\xfe\x00 not utf-8", b"x" * 2_000
     contents = {raw_cid(not_text): not_text, raw_cid(big): big, HELLO_CID: HELLO}
@@ -198,9 +281,9 @@ def test_failures_are_reasons_not_text() -> None:
 
 def test_a_gateway_that_is_down_is_skipped() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    with Gateway({HELLO_CID: HELLO, PUBLISHED_V0: "served as is"}) as gw, gateways(dead, gw.url) as fetcher:
-        got = fetcher.fetch_many([parse_cid(HELLO_CID), parse_cid(PUBLISHED_V0)])
-    assert [f.content for f in got] == ["hello world", "served as is"]
+    with Gateway({HELLO_CID: HELLO}) as gw, gateways(dead, gw.url) as fetcher:
+        got = fetcher.fetch_many([parse_cid(HELLO_CID)])
+    assert [f.content for f in got] == ["hello world"]
     with Gateway({}) as gw, gateways(gw.url) as fetcher:
         assert fetcher.fetch(parse_cid(HELLO_CID)).reason == "not_found" and gw.requests[HELLO_CID] == 1
 
