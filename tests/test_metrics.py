@@ -7,11 +7,13 @@ bridge. The scrapes are parsed with prometheus_client's own parser.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import uuid
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fault_proxy import FaultProxy, Faults
@@ -159,15 +161,60 @@ def test_metrics_move_during_a_job_and_add_up_after_it(devnet, tmp_path) -> None
         wait_until(stream_closed, 10, 0.05, "the closed SSE stream to be counted out")
 
 
-def test_a_bad_metrics_address_stops_the_server_naming_the_setting(tmp_path) -> None:
+def serve_briefly(tmp_path, metrics_addr: str, *, flag: bool = False) -> subprocess.CompletedProcess:
+    """`chainsync serve` with this metrics address, for a server expected to exit at once."""
     env = {
-        "CHAINSYNC_METRICS_ADDR": "localhost",
         "CHAINSYNC_GRPC_ADDR": f"127.0.0.1:{free_port()}",
         "CHAINSYNC_DB": str(tmp_path / "jobs.sqlite3"),
         "PATH": "/usr/bin:/bin",
+        **({} if flag else {"CHAINSYNC_METRICS_ADDR": metrics_addr}),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "serve"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    args = ["--metrics-addr", metrics_addr] if flag else []
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["environment", "flag"])
+def test_a_bad_metrics_address_stops_the_server_naming_the_setting(tmp_path, flag: bool) -> None:
+    done = serve_briefly(tmp_path, "localhost", flag=flag)
     assert done.returncode != 0
     assert "CHAINSYNC_METRICS_ADDR must be host:port or off, got 'localhost'" in done.stderr
+
+
+def test_metrics_off_and_an_address_in_use(devnet, tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = serve_briefly(tmp_path, busy)  # set by hand: the server stops
+        assert done.returncode != 0
+        assert f"CHAINSYNC_METRICS_ADDR: cannot listen on {busy}" in done.stderr
+
+    kwargs = {"rpc_url": devnet.url, "deployment_path": devnet.deployment_path}
+    with grpc_server(**kwargs, db=tmp_path / "off.sqlite3", extra_env={"CHAINSYNC_METRICS_ADDR": "off"}) as server:
+        wait_until(lambda: "JobService listening" in log_of(server), 10, 0.05, "the server's listening line")
+    assert "metrics on" not in log_of(server)
+
+    # The default address held by another process (another replica on this host): the server runs without metrics.
+    with socket.socket() as default:
+        try:
+            default.bind(("127.0.0.1", 9464))
+            default.listen()
+        except OSError:
+            pass  # held already, which is the case to test
+        with grpc_server(**kwargs, db=tmp_path / "busy.sqlite3", extra_env={"CHAINSYNC_METRICS_ADDR": ""}) as server:
+            wait_until(lambda: "JobService listening" in log_of(server), 10, 0.05, "the server's listening line")
+            assert server.proc.poll() is None
+    assert "cannot listen on 127.0.0.1:9464" in log_of(server) and "serving no metrics" in log_of(server)
+
+
+def log_of(server) -> str:
+    """Everything the server process wrote so far (its output file, read from the start)."""
+    server.proc.stdout.seek(0)
+    return server.proc.stdout.read()
