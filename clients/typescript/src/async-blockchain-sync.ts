@@ -30,6 +30,14 @@ export interface JobStats {
   blocksPerSecond: number;
   /** Estimated seconds left; 0 when unknown. */
   etaSeconds: number;
+  /** IPFS content, present once it was resolved (docs/ipfs.md): distinct CIDs in the records... */
+  contentCids?: DecimalString;
+  /** ...served from the server's cache, fetched (and verified) by this job, that no gateway gave. */
+  contentCached?: DecimalString;
+  contentFetched?: DecimalString;
+  contentFailed?: DecimalString;
+  /** Record fields left unresolved (not a CID, or not fetched). */
+  contentUnresolved?: DecimalString;
 }
 
 /** The spec's job object (`GET /api/blockchain/sync/status/{jobId}` → `job`). */
