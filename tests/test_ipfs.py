@@ -294,12 +294,10 @@ def test_a_gateway_that_keeps_failing_is_skipped_for_a_while() -> None:
     settings = {"concurrency": 4, "attempts": 3, "down_after": 5, "down_for_s": 0.5}
     with Gateway(contents) as gw, gateways(gw.url, **settings) as fetcher:
         gw.fail |= set(contents)
-        started = time.monotonic()
         got = fetcher.fetch_many(cids)
         assert {f.reason for f in got} == {"unavailable"} and fetcher.is_down(gw.url)
         # Without the breaker: 100 CIDs x 3 attempts. With it: the first few CIDs' retries, and those in flight.
         assert sum(gw.requests.values()) <= (5 + 4) * 3, gw.requests
-        assert time.monotonic() - started < 0.5
         gw.fail.clear()
         wait_until(lambda: not fetcher.is_down(gw.url), 2, what="the gateway to be tried again")
         assert [f.content for f in fetcher.fetch_many(cids)] == list(contents.values())
