@@ -57,6 +57,7 @@ SHA2_256 = 0x12
 UNIXFS_RAW, UNIXFS_FILE = 0, 2  # the UnixFS node types that hold file bytes
 MAX_DEPTH = 8  # of a UnixFS file's tree of blocks
 MAX_BLOCKS = 1024  # of one file (each is one request)
+PAGE = 500  # records rewritten, and CIDs looked up in the cache, per store call
 
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX = {c: i for i, c in enumerate(_B58)}
@@ -474,12 +475,13 @@ def resolve_job_content(
                 if cid is not None:
                     wanted.setdefault(cid.text, cid)
     stats.cids = len(wanted)
-    contents: dict[str, str] = {}
+    # Texts are read back from the cache a page of records at a time, never all held at once.
     names = sorted(wanted)
-    for start in range(0, len(names), 500):
-        contents.update(store.ipfs_cached(names[start : start + 500]))
-    stats.cached = len(contents)
-    missing = [wanted[c] for c in names if c not in contents]
+    cached: set[str] = set()
+    for start in range(0, len(names), PAGE):
+        cached.update(store.ipfs_cached(names[start : start + PAGE]))
+    stats.cached = len(cached)
+    missing = [wanted[c] for c in names if c not in cached]
     failures: dict[str, str] = {}
     progress(stats.cached, stats.cids, stats)
     for start in range(0, len(missing), gateways.settings.batch):
@@ -487,7 +489,6 @@ def resolve_job_content(
         fetched = gateways.fetch_many(missing[start : start + gateways.settings.batch], stopping)
         check()  # a batch cut short by a stop is not recorded
         new = {f.cid: f.content for f in fetched if f.content is not None}
-        contents.update(new)
         failures.update({f.cid: f.reason for f in fetched if f.content is None and f.reason})
         if new:
             store.ipfs_save(new)
@@ -497,17 +498,27 @@ def resolve_job_content(
     for kind in kinds:
         page: list[dict[str, Any]] = []
         for record in store.records(job_id, kind):
-            updated = with_content(kind, record, contents, failures)
-            stats.unresolved_fields += len(updated["unresolved"])
-            page.append(updated)
-            if len(page) == 500:
-                _replace(store, job_id, kind, page, owner)
+            page.append(record)
+            if len(page) == PAGE:
+                stats.unresolved_fields += _rewrite(store, job_id, kind, page, failures, owner)
                 page = []
         if page:
-            _replace(store, job_id, kind, page, owner)
+            stats.unresolved_fields += _rewrite(store, job_id, kind, page, failures, owner)
     return stats
 
 
-def _replace(store: ContentStore, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None) -> None:
-    if not store.replace_records(job_id, kind, records, owner=owner):
+def _rewrite(
+    store: ContentStore,
+    job_id: str,
+    kind: str,
+    records: list[dict[str, Any]],
+    failures: dict[str, str],
+    owner: str | None,
+) -> int:
+    """Writes these records back with their content; returns how many fields stay unresolved."""
+    cids = {c.text for r in records for f in CID_FIELDS[kind] if (c := parse_cid(r.get(f) or "")) is not None}
+    contents = store.ipfs_cached(sorted(cids))
+    updated = [with_content(kind, r, contents, failures) for r in records]
+    if not store.replace_records(job_id, kind, updated, owner=owner):
         raise JobStopped("lost")  # our lease expired and another worker took the job
+    return sum(len(r["unresolved"]) for r in updated)
