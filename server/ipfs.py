@@ -229,7 +229,9 @@ class IpfsSettings:
     max_retry_after_s: float = 5.0  # a 429's Retry-After is honoured up to this
     max_bytes: int = 1024 * 1024
     batch: int = 64  # CIDs fetched between two cancellation checks and cache writes
-    down_after: int = 5  # CIDs in a row a gateway could not serve (after retries) before it is skipped...
+    # A few CIDs no one has fail in a row on a healthy gateway too (ipfs.io answers 504 for them), so this
+    # is well above a handful: a dead gateway reaches it within a few seconds all the same.
+    down_after: int = 20  # CIDs in a row a gateway could not serve (after retries) before it is skipped...
     down_for_s: float = 30.0  # ...for this long; then it is tried again
 
 

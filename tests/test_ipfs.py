@@ -303,6 +303,17 @@ def test_a_gateway_that_keeps_failing_is_skipped_for_a_while() -> None:
         assert [f.content for f in fetcher.fetch_many(cids)] == list(contents.values())
 
 
+def test_a_few_cids_that_fail_in_a_row_do_not_take_a_gateway_out() -> None:
+    contents = {raw_cid(f"text {i}".encode()): f"text {i}" for i in range(40)}
+    missing = sorted(contents)[:10]  # what a gateway answers 5xx for when nobody has the content
+    with Gateway(contents) as gw, gateways(gw.url, concurrency=4) as fetcher:
+        gw.fail |= set(missing)
+        got = {f.cid: f for f in fetcher.fetch_many([parse_cid(c) for c in sorted(contents)])}
+        assert not fetcher.is_down(gw.url)
+    assert {c for c, f in got.items() if f.content is None} == set(missing)
+    assert all(got[c].content == contents[c] for c in contents if c not in missing)
+
+
 def test_requests_in_flight_stay_within_the_bound() -> None:
     contents = {raw_cid(f"text {i}".encode()): f"text {i}" for i in range(24)}
     with Gateway(contents, delay_s=0.05) as gw, gateways(gw.url, concurrency=3) as fetcher:
