@@ -12,8 +12,10 @@ import subprocess
 import sys
 import uuid
 
+import grpc
 import httpx
 import pytest
+from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fault_proxy import FaultProxy, Faults
@@ -218,3 +220,31 @@ def log_of(server) -> str:
     """Everything the server process wrote so far (its output file, read from the start)."""
     server.proc.stdout.seek(0)
     return server.proc.stdout.read()
+
+
+def test_with_an_api_token_refused_calls_are_counted_and_metrics_need_no_token(devnet, tmp_path) -> None:
+    token = "metrics-test-token-5f3a"
+    with (
+        grpc_server(
+            rpc_url=devnet.url,
+            deployment_path=devnet.deployment_path,
+            db=tmp_path / "jobs.sqlite3",
+            extra_env={"CHAINSYNC_API_TOKEN": token},
+        ) as server,
+        grpc.insecure_channel(server.addr) as channel,
+        httpx.Client(timeout=30) as http,
+    ):
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetJob(jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4())))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetJob(
+                jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4())), metadata=[("authorization", f"Bearer {token}")]
+            )
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        text, samples = scrape(http, f"http://{server.metrics_addr}/metrics")  # no token: counts only, loopback
+        assert token not in text
+        count = "chainsync_grpc_request_duration_seconds_count"
+        assert value(samples, count, service=SERVICE, method="GetJob", code="UNAUTHENTICATED") == 1
+        assert value(samples, count, service=SERVICE, method="GetJob", code="NOT_FOUND") == 1
