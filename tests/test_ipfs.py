@@ -24,6 +24,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
 from devnet.scenario import raw_cid, scenario_contents
 from rest_bridge import models
+from server.config import Settings
 from server.ipfs import (
     CID_FIELDS,
     Gateways,
@@ -222,6 +223,26 @@ def test_a_cidv0_is_a_dag_pb_block_whose_file_is_checked() -> None:
 )
 def test_anything_else_is_not_a_cid(text: str) -> None:
     assert parse_cid(text) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"CHAINSYNC_IPFS_GATEWAY": "ipfs.io"}, "CHAINSYNC_IPFS_GATEWAY"),
+        ({"CHAINSYNC_IPFS_GATEWAY": "https://ipfs.io,ftp://x"}, "CHAINSYNC_IPFS_GATEWAY"),
+        ({"CHAINSYNC_IPFS_CONCURRENCY": "0"}, "CHAINSYNC_IPFS_CONCURRENCY"),
+        ({"CHAINSYNC_IPFS_TIMEOUT": "soon"}, "CHAINSYNC_IPFS_TIMEOUT"),
+    ],
+)
+def test_bad_settings_stop_the_server_naming_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SystemExit, match=named):
+        Settings.from_env(env)
+
+
+def test_gateways_are_read_in_order() -> None:
+    settings = Settings.from_env({"CHAINSYNC_IPFS_GATEWAY": "https://a.example, http://127.0.0.1:8081/"})
+    assert settings.ipfs_gateways == ("https://a.example", "http://127.0.0.1:8081/")
+    assert Settings.from_env({}).ipfs_gateways == ()  # resolution is off unless asked for
 
 
 # -- fetching ------------------------------------------------------------------
