@@ -462,11 +462,14 @@ def resolve_job_content(
     check: Callable[[], None],
     stopping: Callable[[], bool],
     progress: Callable[[int, int, ContentStats], None],
+    out_of_time: Callable[[], bool] = lambda: False,
 ) -> ContentStats:
     """Resolves every CID field of the job's records of these kinds and rewrites the records.
 
     check() raises when the job must stop (between batches); progress(done, total, stats)
-    after each batch. Raises JobStopped("lost") when the store no longer lets owner write.
+    after each batch. Once out_of_time(), nothing more is fetched: the CIDs left are
+    "unavailable" (a later job fetches them) and the records are written as they are.
+    Raises JobStopped("lost") when the store no longer lets owner write.
     """
     stats = ContentStats()
     wanted: dict[str, Cid] = {}
@@ -486,12 +489,20 @@ def resolve_job_content(
     missing = [wanted[c] for c in names if c not in cached]
     failures: dict[str, str] = {}
     progress(stats.cached, stats.cids, stats)
-    for start in range(0, len(missing), gateways.settings.batch):
+    batch = gateways.settings.batch
+    for start in range(0, len(missing), batch):
         check()
-        fetched = gateways.fetch_many(missing[start : start + gateways.settings.batch], stopping)
+        if out_of_time():
+            failures.update(dict.fromkeys((c.text for c in missing[start:]), "unavailable"))
+            stats.failed += len(missing) - start
+            break
+        fetched = gateways.fetch_many(missing[start : start + batch], lambda: stopping() or out_of_time())
         check()  # a batch cut short by a stop is not recorded
         new = {f.cid: f.content for f in fetched if f.content is not None}
-        failures.update({f.cid: f.reason for f in fetched if f.content is None and f.reason})
+        # "stopped" here means out of time: as unavailable as a gateway that did not answer
+        failures.update(
+            {f.cid: "unavailable" if f.reason == "stopped" else f.reason for f in fetched if f.content is None}
+        )
         if new:
             store.ipfs_save(new)
         stats.fetched += len(new)

@@ -190,7 +190,12 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
 
 
 def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> ContentStats:
-    """The IPFS step: after the records are read, their *Cid fields' content beside them."""
+    """The IPFS step: after the records are read, their *Cid fields' content beside them.
+
+    It stops fetching a little before the job's timeout (a tenth of it, at most 30 s), so that slow
+    gateways leave fields unresolved rather than fail a job whose records are all read.
+    """
+    reserve = min(30.0, ctx.job.timeout_s / 10)
 
     def progress(done: int, total: int, content: ContentStats) -> None:
         figures = {**stats.as_dict(), **content.as_dict()}
@@ -205,6 +210,7 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
         check=ctx.check,
         stopping=lambda: ctx.stop_reason() is not None,
         progress=progress,
+        out_of_time=lambda: time.time() > ctx.deadline - reserve,
     )
 
 

@@ -24,6 +24,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
 from devnet.scenario import raw_cid, scenario_contents
 from rest_bridge import models
+from rest_bridge.convert import record_json
 from server.config import Settings
 from server.ipfs import (
     CID_FIELDS,
@@ -33,8 +34,11 @@ from server.ipfs import (
     resolve_job_content,
     unixfs_file,
     verify,
+    with_content,
 )
 from server.runner import JobStopped
+from server.servicer import record_message
+from server.store import SQLiteJobStore
 from tests.processes import free_port, grpc_server, rest_bridge
 from tests.stack import TERMINAL, wait_for_state, wait_until
 from tests.test_store import Backend, backend, pg_schema, running  # noqa: F401 (fixtures)
@@ -409,6 +413,48 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
         assert [r.get("title") for r in store.records(second.id, "reports")] == ["hello world", None, "fails"]
         with pytest.raises(JobStopped):
             resolve(second.id, fetcher, owner="a")  # a worker that lost the job writes nothing
+
+
+def test_out_of_time_the_step_stops_fetching_and_writes_what_it_has(tmp_path) -> None:
+    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    texts = [b"", b"first", b"second", b"third"]  # "" is content too: resolved to empty, not unresolved
+    records = [{"id": str(i), "titleCid": raw_cid(t), "descriptionCid": ""} for i, t in enumerate(texts, 1)]
+    job = running(store, "a")
+    store.save_chunk(job.id, checkpoint={}, records=("reports", records))
+    batches: list[int] = []
+    with Gateway({raw_cid(t): t for t in texts}) as gw, gateways(gw.url, batch=2) as fetcher:
+        stats = resolve_job_content(
+            store,
+            job.id,
+            ["reports"],
+            fetcher,
+            owner="a",
+            check=lambda: None,
+            stopping=lambda: False,
+            progress=lambda done, total, stats: batches.append(done),
+            out_of_time=lambda: len(batches) > 1,  # after the first batch of two
+        )
+        assert sum(gw.requests.values()) == 2
+    assert (stats.cids, stats.fetched, stats.failed, stats.unresolved_fields) == (4, 2, 2, 2)
+    got = {r["titleCid"]: r for r in store.records(job.id, "reports")}
+    fetched = sorted(raw_cid(t) for t in texts)[:2]  # the step fetches in CID order
+    for text in texts:
+        record = got[raw_cid(text)]
+        if raw_cid(text) in fetched:
+            assert record["title"] == text.decode() and record["unresolved"] == []
+        else:
+            assert "title" not in record and record["unresolved"][0]["reason"] == "unavailable"
+
+
+def test_content_resolved_to_empty_is_not_content_unresolved() -> None:
+    record = {"id": "1", "titleCid": raw_cid(b""), "descriptionCid": raw_cid(b"x")}
+    updated = with_content("reports", record, {raw_cid(b""): ""}, {raw_cid(b"x"): "not_found"})
+    message = record_message("reports", updated)
+    assert message.HasField("title") and message.title == "" and not message.HasField("description")
+    shown = record_json(message)
+    assert shown["title"] == "" and "description" not in shown
+    assert shown["unresolved"] == [{"field": "descriptionCid", "cid": raw_cid(b"x"), "reason": "not_found"}]
+    assert "unresolved" not in record_json(record_message("reports", {**updated, "unresolved": []}))
 
 
 # -- a whole job -----------------------------------------------------------------
