@@ -110,7 +110,15 @@ def test_metrics_move_during_a_job_and_add_up_after_it(devnet, tmp_path) -> None
         polls = value(scrape(http, "/metrics")[1], http_count, route=STATUS_ROUTE, status="200")
         result = http.get(f"/api/blockchain/sync/result/{job_id}?pageSize=1").json()["result"]
 
-        text, after = scrape(http, server_metrics)
+        # The job is `completed` in the store a moment before its worker records it and lets go.
+        def settled() -> tuple[str, list] | None:
+            text, samples = scrape(http, server_metrics)
+            done = (
+                value(samples, "chainsync_jobs_finished_total") == 1 and value(samples, "chainsync_workers_busy") == 0
+            )
+            return (text, samples) if done else None
+
+        text, after = wait_until(settled, 10, 0.05, "the worker to record the job's end")
         endpoint = proxy.url  # scheme://host:port: neither the key in the path nor the one in the query
         assert KEY not in text and SECRET not in text
         assert {s.labels["endpoint"] for s in after if s.name == "chainsync_rpc_requests_total"} == {endpoint}
@@ -238,11 +246,11 @@ def test_with_an_api_token_refused_calls_are_counted_and_metrics_need_no_token(d
         with pytest.raises(grpc.RpcError) as refused:
             stub.GetJob(jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4())))
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as missing:
+        with pytest.raises(grpc.RpcError) as unknown:
             stub.GetJob(
                 jobs_pb2.GetJobRequest(job_id=str(uuid.uuid4())), metadata=[("authorization", f"Bearer {token}")]
             )
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
         text, samples = scrape(http, f"http://{server.metrics_addr}/metrics")  # no token: counts only, loopback
         assert token not in text
         count = "chainsync_grpc_request_duration_seconds_count"
