@@ -3,11 +3,11 @@
 Owns: ``ServerMetrics``, the metric objects of one server held in their own
 ``CollectorRegistry`` (not prometheus_client's global one, so several servers
 or tests in one process do not collide), with small recording methods that
-cache their labelled children (the RPC transport records thousands of
-requests a second); ``JobsCollector``, which reads jobs per state and the
+cache their labelled children (the RPC transport records every request to
+the node); ``JobsCollector``, which reads jobs per state and the
 worker pool at scrape time; and ``serve_metrics``, the HTTP listener of
-CHAINSYNC_METRICS_ADDR. The code that does the work (JsonRpc, SyncEngine, the
-job runner, the gRPC interceptor) is handed a ``ServerMetrics``; by default it
+CHAINSYNC_METRICS_ADDR. The code that does the work (JsonRpc, SyncEngine,
+run_sync_job, the gRPC interceptor) is handed a ``ServerMetrics``; by default it
 gets ``NO_METRICS``, a set kept in a private registry that nobody scrapes.
 docs/metrics.md lists every metric.
 """
