@@ -47,6 +47,9 @@ KINDS = ("proposals", "petitions", "reports")
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops connects under a burst: the client waits 1 s to retry
+    daemon_threads = True
+
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that went away mid-answer (a killed server) is expected here
 
@@ -74,6 +77,9 @@ class Gateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real gateways
+            disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait between
+
             def do_GET(self) -> None:
                 gateway._serve(self)
 
@@ -81,7 +87,6 @@ class Gateway:
                 pass
 
         self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="gateway", daemon=True)
 
