@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import grpc
@@ -213,15 +214,24 @@ def test_metrics_off_and_an_address_in_use(devnet, tmp_path) -> None:
 
     # The default address held by another process (another replica on this host): the server runs without metrics.
     with socket.socket() as default:
-        try:
-            default.bind(("127.0.0.1", 9464))
-            default.listen()
-        except OSError:
-            pass  # held already, which is the case to test
+        # Held by this test, or else by a process that has held it for 5 s (a `make run` server) and will go
+        # on holding it; one that holds it only a moment (a test's server started without settings) is waited out.
+        deadline = time.monotonic() + 5
+        while not _bound(default, ("127.0.0.1", 9464)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         with grpc_server(**kwargs, db=tmp_path / "busy.sqlite3", extra_env={"CHAINSYNC_METRICS_ADDR": ""}) as server:
             wait_until(lambda: "JobService listening" in log_of(server), 10, 0.05, "the server's listening line")
             assert server.proc.poll() is None
     assert "cannot listen on 127.0.0.1:9464" in log_of(server) and "serving no metrics" in log_of(server)
+
+
+def _bound(sock: socket.socket, address: tuple[str, int]) -> bool:
+    try:
+        sock.bind(address)
+    except OSError:
+        return False
+    sock.listen()
+    return True
 
 
 def log_of(server) -> str:
