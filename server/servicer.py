@@ -192,6 +192,11 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             raise job_not_found(job_id)  # another token's job does not exist for this caller
         return job
 
+    async def _written_at(self, job: JobRecord) -> float:
+        """When the job's current version was written: the same time a replay of that event carries."""
+        events = await asyncio.to_thread(self.store.events, job.id, job.version - 1)
+        return events[0][1] if events and events[0][0] == job.version else time.time()
+
     async def StartSync(self, request, context):
         job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
         request_id = logs.current_request_id()
@@ -274,7 +279,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         last = request.after_sequence
         if last == 0 or last > job.version:
             last = job.version
-            yield jobs_pb2.JobEvent(sequence=job.version, time=_timestamp(time.time()), job=job_message(job))
+            yield jobs_pb2.JobEvent(
+                sequence=job.version, time=_timestamp(await self._written_at(job)), job=job_message(job)
+            )
             if job.finished:
                 return
         if job.finished and last >= job.version:

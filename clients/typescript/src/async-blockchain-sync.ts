@@ -234,7 +234,10 @@ export interface ListJobsResponse {
 export interface JobEvent {
   /** The event id (the job's sequence number, a decimal string); pass it as lastEventId to resume. */
   id: string;
+  /** The job as the status endpoint shows it. */
   job: Job;
+  /** When the server recorded this change (RFC 3339). */
+  eventTime?: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -623,10 +626,10 @@ export class ChainsyncClient {
             if (streamError !== undefined || ended) return;
             try {
               if (message.event === 'job') {
-                const job = JSON.parse(message.data) as Job;
+                const { eventTime, ...job } = JSON.parse(message.data) as Job & { eventTime?: string };
                 lastJob = job;
                 failures = 0;
-                onEvent({ id: message.id, job });
+                onEvent(eventTime === undefined ? { id: message.id, job } : { id: message.id, job, eventTime });
               } else if (message.event === 'end') {
                 ended = true;
               } else if (message.event === 'error') {

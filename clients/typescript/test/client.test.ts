@@ -291,6 +291,7 @@ describe.concurrent('watch: server-sent events', () => {
     const progress = events.map((e) => e.job.progress);
     expect(progress).toEqual([...progress].sort((a, b) => a - b));
     expect(final).toEqual(events.at(-1)!.job);
+    expect(events.every((e) => typeof e.eventTime === 'string' && e.eventTime >= final.createdAt)).toBe(true);
     expect(final).toMatchObject({ id: jobId, status: 'completed', progress: 100 });
     expect(await client.getStatus(jobId)).toEqual(final);
   });
