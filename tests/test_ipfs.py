@@ -1,4 +1,4 @@
-"""IPFS content behind the records' *Cid fields (server/ipfs.py, docs/ipfs.md).
+"""IPFS content behind the records' *Cid fields (server/ipfs.py, server/cid.py, docs/ipfs.md).
 
 The gateway is a real HTTP server on 127.0.0.1 in a thread, serving
 ``/ipfs/{cid}`` from the devnet scenario's content (devnet/scenario.py
@@ -25,17 +25,9 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from devnet.scenario import raw_cid, scenario_contents
 from rest_bridge import models
 from rest_bridge.convert import record_json
+from server.cid import parse_cid, unixfs_file, verify
 from server.config import Settings
-from server.ipfs import (
-    CID_FIELDS,
-    Gateways,
-    IpfsSettings,
-    parse_cid,
-    resolve_job_content,
-    unixfs_file,
-    verify,
-    with_content,
-)
+from server.ipfs import CID_FIELDS, Gateways, IpfsSettings, resolve_job_content, with_content
 from server.runner import JobStopped
 from server.servicer import record_message
 from server.store import SQLiteJobStore
