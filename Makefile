@@ -9,7 +9,7 @@ STAMPS := .stamps
 
 .PHONY: install run test devnet devnet-bench devnet-clean proto contracts contracts-check bench bench-memory lint clean soak loadtest
 
-install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto $(STAMPS)/chromium
+install: $(STAMPS)/python $(STAMPS)/npm $(STAMPS)/npm-ts $(STAMPS)/proto
 
 $(STAMPS)/python: pyproject.toml
 	@mkdir -p $(STAMPS)
@@ -61,7 +61,7 @@ devnet-bench: install
 devnet-clean:
 	rm -rf .devnet
 
-test: install
+test: install $(STAMPS)/chromium  # chromium: only the jobs page test needs it
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 soak: install  # the reliability suite, longer (tests/reliability, docs/reliability.md): a few minutes, loopback only
