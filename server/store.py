@@ -400,9 +400,14 @@ class SqlJobStore:
         with self._read() as db:
             return self._load(db, job_id)
 
+    def _lease_clock(self, db: Any) -> float:
+        """Now, as leases count it. SQLite: this process's clock (one server per file)."""
+        return time.time()
+
     def claim_next(self, owner: str, lease_s: float) -> JobRecord | None:
-        now = time.time()
+        started = time.time()  # this process's clock, like the timeout it is compared with
         with self._tx() as db:
+            now = self._lease_clock(db)
             row = db.execute(self._CLAIM_SQL, (now,)).fetchone()
             if row is None:
                 return None
@@ -411,7 +416,7 @@ class SqlJobStore:
                 "lease_expires = ?, attempts = attempts + 1, "
                 "message = CASE WHEN attempts > 0 THEN 'Resuming from checkpoint' ELSE 'Starting' END, "
                 "version = version + 1 WHERE id = ?",
-                (now, owner, now + lease_s, row[0]),
+                (started, owner, now + lease_s, row[0]),
             )
             return self._changed(db, row[0])
 
@@ -420,7 +425,7 @@ class SqlJobStore:
             changed = db.execute(
                 "UPDATE jobs SET lease_expires = ? WHERE id = ? AND owner = ? AND state = 'running' "
                 "AND NOT cancel_requested",
-                (time.time() + lease_s, job_id, owner),
+                (self._lease_clock(db) + lease_s, job_id, owner),
             ).rowcount
         return bool(changed)
 

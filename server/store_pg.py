@@ -205,6 +205,11 @@ class PostgresJobStore(SqlJobStore):
         with self._pool.connection() as conn:
             yield _Db(conn)
 
+    def _lease_clock(self, db: _Db) -> float:
+        """Now, as leases count it: the database's clock, so replicas whose clocks drift apart
+        still agree on when a lease runs out (a slow clock would otherwise take live jobs over)."""
+        return float(db.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())").fetchone()[0])
+
     def _lock(self, db: _Db, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
 

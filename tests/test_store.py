@@ -210,6 +210,30 @@ def test_an_expired_lease_hands_the_job_to_another_owner(backend: Backend) -> No
     assert a.claim_next("a", 30).attempts == 3
 
 
+def test_replicas_with_skewed_clocks_agree_on_leases(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leases on PostgreSQL run on the database's clock: a replica whose clock is an hour slow holds
+    its job as long as one with a true clock would, and one an hour fast does not block it for an hour."""
+    slow, true = (PostgresJobStore(PG_URL, schema=pg_schema, max_size=2) for _ in range(2))
+    real_time = time.time
+    try:
+        held = slow.create(new_job())
+        monkeypatch.setattr(store_module.time, "time", lambda: real_time() - 3600)  # the slow replica's clock
+        assert slow.claim_next("slow", 30).id == held.id
+        assert slow.heartbeat(held.id, "slow", 30)
+        monkeypatch.setattr(store_module.time, "time", real_time)
+        assert true.claim_next("true", 30) is None, "a lease taken by a slow clock still holds"
+
+        dropped = true.create(new_job())
+        monkeypatch.setattr(store_module.time, "time", lambda: real_time() + 3600)  # a fast clock
+        assert slow.claim_next("fast", 0.2).id == dropped.id
+        monkeypatch.setattr(store_module.time, "time", real_time)
+        time.sleep(0.3)
+        assert true.claim_next("true", 30).id == dropped.id, "a lease taken by a fast clock runs out on time"
+    finally:
+        slow.close()
+        true.close()
+
+
 def test_a_worker_that_lost_its_lease_cannot_write_over_the_new_one(backend: Backend) -> None:
     a, b = backend.open(), backend.open()
     job = a.create(new_job())
