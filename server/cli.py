@@ -130,7 +130,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             "\nchainsync is up:\n"
             f"  devnet (JSON-RPC)  {rpc}\n"
             f"  gRPC JobService    {settings.grpc_addr}\n"
-            f"  REST bridge        {base}   (OpenAPI docs: {base}/docs)\n\n"
+            f"  REST bridge        {base}   (OpenAPI docs: {base}/docs)\n"
+            f"  jobs page          {base}/\n"
+            f"  metrics            {base}/metrics (bridge)"
+            + (f", http://{settings.metrics_addr}/metrics (server)" if settings.metrics_addr != "off" else "")
+            + "\n\n"
             "Try:\n"
             f"  curl -s -X POST {base}/api/blockchain/sync -H 'Content-Type: application/json' "
             "-d '{\"isFullSync\": true}'\n"
