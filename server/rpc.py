@@ -42,6 +42,11 @@ log = logging.getLogger("chainsync.rpc")
 
 MAX_BATCH = 100
 PER_ENDPOINT_CONCURRENCY = 4
+STOP_POLL_S = 0.1  # how often a request in flight checks should_stop
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -110,7 +115,7 @@ class JsonRpc:
         *,
         timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
-        should_stop: Callable[[], bool] = lambda: False,
+        should_stop: Callable[[], bool] = _never,
         metrics: ServerMetrics | None = None,
     ) -> None:
         if not urls:
@@ -166,9 +171,14 @@ class JsonRpc:
             tries += 1
             outcome, started = "other", time.perf_counter()
             try:
-                with _slots(url):
-                    started = time.perf_counter()  # the request itself, not the wait for a slot
-                    answers = self._post(url, body, max_response_bytes)
+                if self.should_stop is _never:
+                    with _slots(url):
+                        started = time.perf_counter()  # the request itself, not the wait for a slot
+                        answers = self._post(url, body, max_response_bytes)
+                else:
+                    outcome = "stopped"  # unless it returns or fails otherwise: the job stopped meanwhile
+                    answers, started = self._post_unless_stopped(url, body, max_response_bytes)
+                    outcome = "other"
                 results = _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
                 outcome = "ok"
                 return results
@@ -203,6 +213,32 @@ class JsonRpc:
             f"{self.retry.budget_s:.0f} s; last error from {last_error}. Check CHAINSYNC_RPC_URL and the node.",
             {"tries": str(tries), "endpoint": last_error.split(": ", 1)[0], "error": last_error.split(": ", 1)[-1]},
         )
+
+    def _post_unless_stopped(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
+        """``_post`` (and its answer's start time) from a daemon thread of its own, so that a stop (a
+        cancel, the job's timeout, a shutdown) is seen within STOP_POLL_S even while a node holds the
+        request open for its whole timeout. should_stop raises or returns True; the abandoned request
+        ends by its own timeout and its answer is dropped."""
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def post() -> None:
+            try:
+                with _slots(url):
+                    started = time.perf_counter()
+                    outcome.append((self._post(url, body, max_bytes), started))
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=post, name="chainsync-rpc-request", daemon=True).start()
+        while not done.wait(STOP_POLL_S):
+            if self.should_stop():
+                raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def _post(self, url: str, body: bytes, max_bytes: int | None) -> Any:
         try:

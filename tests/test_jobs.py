@@ -19,7 +19,8 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.processes import grpc_server, stop_process
+from server.store import SQLiteJobStore
+from tests.processes import grpc_server, silent_rpc, stop_process
 from tests.stack import TERMINAL, slow_server, wait_for_state, wait_until
 
 RUNNING = (jobs_pb2.JOB_STATE_RUNNING,)
@@ -60,6 +61,39 @@ def test_cancel_stops_a_running_job_within_two_seconds(devnet, tmp_path) -> None
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             time.sleep(0.5)
             assert stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).state == jobs_pb2.JOB_STATE_CANCELLED
+
+
+def test_a_node_that_never_answers_does_not_hold_up_cancel_timeout_or_shutdown(devnet, tmp_path) -> None:
+    """The node accepts the job's request and never answers (its HTTP timeout is 30 s): a cancel still
+    ends the job within two seconds, the job's timeout still fails it on time, and SIGTERM still hands
+    the running job back to pending at once."""
+    db = tmp_path / "jobs.db"
+    with silent_rpc() as rpc_url, grpc_server(rpc_url=rpc_url, deployment_path=devnet.deployment_path, db=db) as server:
+        channel, stub = stub_for(server.addr)
+        with channel:
+            cancelled = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=10)).job_id
+            timed_out = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=10, timeout_seconds=2)).job_id
+            t_start = time.monotonic()
+            wait_for_state(stub, cancelled, RUNNING)
+            time.sleep(0.5)  # the job is inside its first request to the node
+            t0 = time.monotonic()
+            stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=cancelled))
+            assert wait_for_state(stub, cancelled, TERMINAL, timeout_s=10).state == jobs_pb2.JOB_STATE_CANCELLED
+            assert time.monotonic() - t0 < 2.0, f"cancel took {time.monotonic() - t0:.2f} s"
+
+            job = wait_for_state(stub, timed_out, TERMINAL, timeout_s=10)
+            assert (job.state, job.error.code) == (jobs_pb2.JOB_STATE_FAILED, "JOB_TIMEOUT")
+            assert time.monotonic() - t_start < 5.0, "the 2 s timeout ended the job, not the node's 30 s"
+
+            released = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=10)).job_id
+            wait_for_state(stub, released, RUNNING)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=10) == 0
+        assert time.monotonic() - t0 < 3.0, f"shutdown took {time.monotonic() - t0:.2f} s"
+    job = SQLiteJobStore(db).get(released)
+    assert job.state == "pending" and "waiting to resume" in job.message, "released to resume from its checkpoint"
 
 
 def test_a_cancelled_pending_job_never_starts_and_delete_cancels_a_running_one(devnet, tmp_path) -> None:
