@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 
 from devnet.command import open_devnet  # noqa: E402
-from server.contracts import entity_kinds, load_abi  # noqa: E402
+from server.engine.contracts import entity_kinds, load_abi  # noqa: E402
 from tests.processes import grpc_server  # noqa: E402
 
 CHUNK = 2_000

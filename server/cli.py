@@ -44,7 +44,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.serve import run
+    from server.service.serve import run
 
     run(_settings(args))
     return 0
@@ -59,7 +59,7 @@ def cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from server.backup import BackupError, backup_sqlite
+    from server.jobs.backup import BackupError, backup_sqlite
 
     db = _settings(args).db
 

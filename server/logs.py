@@ -190,7 +190,7 @@ def setup(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = (), s
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # httpx logs every request at INFO with its URL, which may hold an RPC key; retries are logged by server.rpc.
+    # httpx logs every request at INFO with its URL, which may hold an RPC key; retries are logged by server.transport.rpc.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from web3 import Web3
 
 from devnet.command import open_devnet
-from server.contracts import load_abi
+from server.engine.contracts import load_abi
 from tests.fault_proxy import FaultProxy, Faults
 from tests.processes import grpc_server
 from tests.stack import TERMINAL, wait_for_state, wait_until

@@ -7,7 +7,7 @@ import pytest
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 
-from server.contracts import entity_kinds, make_decoder
+from server.engine.contracts import entity_kinds, make_decoder
 
 TYPES = ("string", "uint256", "address", "bool", "string", "uint64")
 

@@ -107,9 +107,9 @@ def test_failover_to_the_next_url_when_the_first_is_down(devnet, tmp_path, refer
 
 def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> None:
     """The sync reads at most max_logs_bytes of one eth_getLogs answer; a larger one is split, not held."""
-    from server.contracts import entity_kinds, load_deployment
-    from server.rpc import JsonRpc
-    from server.sync import SyncEngine, SyncOptions, SyncStats
+    from server.engine.contracts import entity_kinds, load_deployment
+    from server.engine.sync import SyncEngine, SyncOptions, SyncStats
+    from server.transport.rpc import JsonRpc
 
     with JsonRpc([devnet.url]) as rpc:
         options = SyncOptions(log_chunk_blocks=100_000, max_logs_bytes=64 * 1024, silent_changes="off")

@@ -1,4 +1,4 @@
-"""IPFS content behind the records' *Cid fields (server/ipfs.py, server/cid.py, docs/ipfs.md).
+"""IPFS content behind the records' *Cid fields (server/jobs/ipfs.py, server/jobs/cid.py, docs/ipfs.md).
 
 The gateway is a real HTTP server on 127.0.0.1 in a thread, serving
 ``/ipfs/{cid}`` from the devnet scenario's content (devnet/scenario.py
@@ -25,12 +25,12 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from devnet.scenario import raw_cid, scenario_contents
 from rest_bridge import models
 from rest_bridge.convert import record_json
-from server.cid import parse_cid, unixfs_file, verify
 from server.config import Settings
-from server.ipfs import CID_FIELDS, Gateways, IpfsSettings, resolve_job_content, with_content
-from server.runner import JobStopped
-from server.servicer import record_message
-from server.store import SQLiteJobStore
+from server.jobs.cid import parse_cid, unixfs_file, verify
+from server.jobs.ipfs import CID_FIELDS, Gateways, IpfsSettings, resolve_job_content, with_content
+from server.jobs.runner import JobStopped
+from server.jobs.store import SQLiteJobStore
+from server.service.servicer import record_message
 from tests.processes import free_port, grpc_server, rest_bridge
 from tests.stack import TERMINAL, wait_for_state, wait_until
 from tests.test_store import Backend, backend, pg_schema, running  # noqa: F401 (fixtures)

@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from server.store import SQLiteJobStore
+from server.jobs.store import SQLiteJobStore
 from tests.processes import grpc_server, silent_rpc, stop_process
 from tests.stack import TERMINAL, slow_server, wait_for_state, wait_until
 

@@ -22,9 +22,9 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from psycopg import sql
 
-from server import store as store_module
-from server.store import MIGRATIONS, JobRecord, JobStore, ResultSummary, SQLiteJobStore
-from server.store_pg import PG_MIGRATIONS, PostgresJobStore
+from server.jobs import store as store_module
+from server.jobs.store import MIGRATIONS, JobRecord, JobStore, ResultSummary, SQLiteJobStore
+from server.jobs.store_pg import PG_MIGRATIONS, PostgresJobStore
 from tests.processes import grpc_server
 from tests.stack import TERMINAL, wait_for_state
 

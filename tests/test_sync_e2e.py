@@ -12,7 +12,7 @@ import time
 from chainsync.v1 import jobs_pb2
 from web3 import Web3
 
-from server.contracts import load_abi
+from server.engine.contracts import load_abi
 from tests.stack import TERMINAL, wait_until
 
 GETTERS = {

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
-from server.auth import Tokens
+from server.service.auth import Tokens
 from tests.processes import grpc_server
 from tests.stack import TERMINAL, wait_for_state
 

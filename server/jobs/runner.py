@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server import logs
-from server.store import JobRecord, JobStore
+from server.jobs.store import JobRecord, JobStore
 
 log = logging.getLogger("chainsync.runner")
 

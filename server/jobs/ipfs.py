@@ -2,7 +2,7 @@
 
 Owns:
 
-- which fields hold CIDs (``CID_FIELDS``); a field that ``server.cid.parse_cid``
+- which fields hold CIDs (``CID_FIELDS``); a field that ``server.jobs.cid.parse_cid``
   does not read as a CID (bare or ``ipfs://<cid>`` / ``/ipfs/<cid>``) is never fetched;
 - fetching ``GET {gateway}/ipfs/{cid}`` (``Gateways``): one httpx client, at
   most ``concurrency`` requests in flight for the whole server, a timeout per
@@ -30,8 +30,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from server.cid import DAG_PB_CODEC, RAW_CODEC, Cid, parse_cid, unixfs_file, verify
-from server.runner import JobStopped
+from server.jobs.cid import DAG_PB_CODEC, RAW_CODEC, Cid, parse_cid, unixfs_file, verify
+from server.jobs.runner import JobStopped
 
 # Result field -> (CID field -> resolved text field) of each record kind.
 CID_FIELDS: dict[str, dict[str, str]] = {
@@ -250,7 +250,7 @@ class ContentStats:
 
 
 class ContentStore(Protocol):
-    """What the step needs from the job store (server.store.SqlJobStore has it)."""
+    """What the step needs from the job store (server.jobs.store.SqlJobStore has it)."""
 
     def records(self, job_id: str, kind: str) -> Iterable[dict[str, Any]]: ...
 

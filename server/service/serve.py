@@ -19,17 +19,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from server import logs
-from server.auth import Tokens
 from server.config import Settings
-from server.contracts import entity_kinds, load_deployment
-from server.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
-from server.ipfs import Gateways, IpfsSettings
-from server.jobs import SyncJobDeps, run_sync_job
+from server.engine.contracts import entity_kinds, load_deployment
+from server.engine.sync import SyncOptions
+from server.jobs.ipfs import Gateways, IpfsSettings
+from server.jobs.runner import Runner
+from server.jobs.store import JobStore, SQLiteJobStore
+from server.jobs.sync_job import SyncJobDeps, run_sync_job
 from server.metrics import JobsCollector, MetricsServer, ServerMetrics, parse_metrics_addr, serve_metrics
-from server.runner import Runner
-from server.servicer import JobService
-from server.store import JobStore, SQLiteJobStore
-from server.sync import SyncOptions
+from server.service.auth import Tokens
+from server.service.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
+from server.service.servicer import JobService
 
 log = logging.getLogger("chainsync.serve")
 
@@ -92,7 +92,7 @@ def _open_postgres(url: str) -> JobStore:
     """Replicas share the database: no lock file and no release of orphans; a dead replica's leases expire."""
     import psycopg  # only a PostgreSQL deployment needs the driver loaded
 
-    from server.store_pg import PostgresJobStore
+    from server.jobs.store_pg import PostgresJobStore
 
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)

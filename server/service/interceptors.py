@@ -17,9 +17,9 @@ import time
 import grpc
 
 from server import logs
-from server.auth import Tokens
 from server.errors import ChainsyncError, invalid_argument
 from server.metrics import ServerMetrics
+from server.service.auth import Tokens
 
 log = logging.getLogger("chainsync.grpc")
 

@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from server.store import JobStore
+from server.jobs.store import JobStore
 
 Event = tuple[int, float, dict[str, Any]]  # (sequence, time, job snapshot)
 KEEP_EVENTS = 256  # recent events held in memory per watched job

@@ -4,7 +4,7 @@ Owns the glue between a claimed job and the sync engine: resolve the range
 once (a resumed job keeps the range it started with), run the engine with the
 job's progress reporting and a journal that saves each chunk of work to the
 store, resolve the records' IPFS content when gateways are configured
-(server/ipfs.py), then finish the job: ``completed`` with its result summary, ``failed``
+(server/jobs/ipfs.py), then finish the job: ``completed`` with its result summary, ``failed``
 with a reason (``JOB_TIMEOUT``, ``RPC_UNAVAILABLE``, ...), ``cancelled``, or,
 on a server shutdown, released back to ``pending`` to resume from its
 checkpoint.
@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.contracts import Deployment, EntityKind
+from server.engine.contracts import Deployment, EntityKind
+from server.engine.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
 from server.errors import ChainsyncError
-from server.ipfs import ContentStats, Gateways, resolve_job_content
+from server.jobs.ipfs import ContentStats, Gateways, resolve_job_content
+from server.jobs.runner import JobContext, JobStopped
+from server.jobs.store import JobRecord, JobStore, ResultSummary
 from server.metrics import NO_METRICS, ServerMetrics
-from server.rpc import JsonRpc, RetryPolicy, RpcError
-from server.runner import JobContext, JobStopped
-from server.store import JobRecord, JobStore, ResultSummary
-from server.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
+from server.transport.rpc import JsonRpc, RetryPolicy, RpcError
 
 log = logging.getLogger("chainsync.jobs")
 
@@ -46,7 +46,7 @@ class SyncJobDeps:
     sync_options: SyncOptions
     rpc_budget_s: float = 30.0
     metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
-    ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/ipfs.py)
+    ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/jobs/ipfs.py)
 
 
 class StoreJournal:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
-from server.contracts import Deployment, EntityKind
+from server.engine.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
-from server.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
+from server.transport.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
 
 if TYPE_CHECKING:
     from server.metrics import ServerMetrics

@@ -24,7 +24,7 @@ from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_
 
 from server.errors import ChainsyncError
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "contracts" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The job store on PostgreSQL: the same ``JobStore`` as ``SQLiteJobStore``, for replicas.
 
 Several ``chainsync serve`` processes may share one database (and schema).
-The store's logic is ``server.store.SqlJobStore``'s, the same SQL as on
+The store's logic is ``server.jobs.store.SqlJobStore``'s, the same SQL as on
 SQLite; what is PostgreSQL's own is here:
 
 - the schema is created and migrated by whichever store opens it first:
@@ -37,7 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from server.store import SqlJobStore
+from server.jobs.store import SqlJobStore
 
 log = logging.getLogger("chainsync.store")
 
@@ -113,7 +113,7 @@ PG_MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN principal TEXT;
     CREATE INDEX jobs_by_principal ON jobs (principal, created_at);
     """,
-    # 3: IPFS content behind the records' *Cid fields, by CID (server/ipfs.py)
+    # 3: IPFS content behind the records' *Cid fields, by CID (server/jobs/ipfs.py)
     """
     CREATE TABLE ipfs_content (
         cid        TEXT COLLATE "C" PRIMARY KEY,

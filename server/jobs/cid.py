@@ -1,6 +1,6 @@
 """Content identifiers: parsing the CIDs the platform stores, and checking blocks against them.
 
-Owns the multiformats arithmetic ``server/ipfs.py`` needs and nothing else:
+Owns the multiformats arithmetic ``server/jobs/ipfs.py`` needs and nothing else:
 CIDv0 (``Qm…``, base58btc) and CIDv1 in multibase base32 (``b…``); the sha2-256
 check of a block against its CID; and the decoding of a dag-pb block of a
 UnixFS file into its bytes and its children's CIDs. No network here.

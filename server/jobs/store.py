@@ -3,7 +3,7 @@
 ``JobStore`` is the small interface the rest of the server uses (in the manner
 of procrastinate's job managers). ``SqlJobStore`` holds its logic in SQL that
 SQLite and PostgreSQL both run; ``SQLiteJobStore`` runs it on one SQLite file
-in WAL mode, ``server.store_pg.PostgresJobStore`` on a PostgreSQL database that
+in WAL mode, ``server.jobs.store_pg.PostgresJobStore`` on a PostgreSQL database that
 replicas share. Every write is one transaction, so a crash at any point leaves
 the store consistent:
 
@@ -58,7 +58,9 @@ class JobRecord:
     cancel_requested: bool = False
     attempts: int = 0  # how many times a worker claimed it (more than 1: resumed)
     version: int = 0  # bumped by every change; the watch stream's sequence
-    principal: str | None = None  # the API token that started it, when jobs are scoped per token (server/auth.py)
+    principal: str | None = (
+        None  # the API token that started it, when jobs are scoped per token (server/service/auth.py)
+    )
 
     @property
     def finished(self) -> bool:
@@ -293,7 +295,7 @@ MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN principal TEXT;
     CREATE INDEX jobs_by_principal ON jobs (principal, created_at);
     """,
-    # 3: IPFS content behind the records' *Cid fields, by CID (content under a CID never changes; server/ipfs.py)
+    # 3: IPFS content behind the records' *Cid fields, by CID (content under a CID never changes; server/jobs/ipfs.py)
     """
     CREATE TABLE ipfs_content (
         cid        TEXT PRIMARY KEY,

@@ -23,10 +23,10 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
 from server import logs
-from server.auth import Tokens
 from server.errors import ChainsyncError, invalid_argument, job_not_found
-from server.store import JobRecord, JobStore
-from server.watch import WatchHub
+from server.jobs.store import JobRecord, JobStore
+from server.service.auth import Tokens
+from server.service.watch import WatchHub
 
 log = logging.getLogger("chainsync.servicer")
 

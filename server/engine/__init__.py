@@ -1,0 +1,1 @@
+"""Engine: turning a block range into records. Imports the transport and the base modules, nothing above."""

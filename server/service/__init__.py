@@ -1,0 +1,1 @@
+"""Service: the gRPC JobService, its interceptors and the wiring that starts it all. The top layer."""

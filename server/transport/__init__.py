@@ -1,0 +1,1 @@
+"""Transport: talking JSON-RPC to EVM nodes. Imports nothing above it (engine, jobs, service)."""
