@@ -74,7 +74,9 @@ CATALOGUE: dict[str, Reason] = {
     "JOB_TIMEOUT": Reason("DEADLINE_EXCEEDED", "The job ran past its timeout.", job_only=True),
     "RPC_UNAVAILABLE": Reason("UNAVAILABLE", "The EVM node did not answer within the retry budget.", job_only=True),
     "RPC_BAD_RESPONSE": Reason("UNAVAILABLE", "The node kept sending malformed answers.", job_only=True),
-    "RPC_ERROR": Reason("UNAVAILABLE", "The node answered a JSON-RPC error the sync cannot work around.", job_only=True),
+    "RPC_ERROR": Reason(
+        "UNAVAILABLE", "The node answered a JSON-RPC error the sync cannot work around.", job_only=True
+    ),
     "BLOCK_NOT_FOUND": Reason("UNAVAILABLE", "The node has no block the range needs.", job_only=True),
     "RESULT_TOO_LARGE": Reason("RESOURCE_EXHAUSTED", "The provider refuses even one block of logs.", job_only=True),
     "TRACE_UNSUPPORTED": Reason(

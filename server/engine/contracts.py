@@ -17,7 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import grpc
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
@@ -45,7 +44,6 @@ def load_deployment(path: str | Path) -> Deployment:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ChainsyncError(
-            grpc.StatusCode.FAILED_PRECONDITION,
             "DEPLOYMENT_NOT_FOUND",
             f"no deployment file at {path}; run `chainsync devnet` or set CHAINSYNC_DEPLOYMENT",
         ) from None
@@ -53,7 +51,6 @@ def load_deployment(path: str | Path) -> Deployment:
     missing = [name for name in ("Proposals", "Petitions", "Reports") if name not in addresses]
     if missing:
         raise ChainsyncError(
-            grpc.StatusCode.FAILED_PRECONDITION,
             "DEPLOYMENT_INCOMPLETE",
             f"the deployment file {path} has no address for {', '.join(missing)}",
         )
@@ -191,7 +188,6 @@ class EntityKind:
         """The getter's return values as a record: {"id": "7", "titleCid": ..., ...}."""
         if raw_hex in ("0x", ""):
             raise ChainsyncError(
-                grpc.StatusCode.INTERNAL,
                 "EMPTY_GETTER_RESPONSE",
                 f"{self.contract}.{self.getter}({entity_id}) returned no data: is the deployment file for this chain?",
             )

@@ -17,8 +17,6 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
-
 from server.engine.contracts import Deployment, EntityKind
 from server.errors import ChainsyncError, invalid_argument
 from server.transport.rpc import JsonRpc, RangeLimit, ResponseTooLarge, RpcError, TransientError, range_limit
@@ -60,7 +58,6 @@ def resolve_range(request: dict[str, Any], head: int, earliest: int, confirmatio
     safe_head = head - confirmations
     if safe_head < 0:
         raise ChainsyncError(
-            grpc.StatusCode.FAILED_PRECONDITION,
             "NOT_ENOUGH_CONFIRMATIONS",
             f"the chain head is block {head}, fewer than the {confirmations} confirmations asked for",
         )
@@ -201,7 +198,6 @@ class SyncEngine:
         expected = self.deployment.chain_id
         if expected is not None and int(expected) != chain_id:
             raise ChainsyncError(
-                grpc.StatusCode.FAILED_PRECONDITION,
                 "CHAIN_MISMATCH",
                 f"the node is on chain {chain_id} but the deployment file is for chain {expected}",
             )
@@ -211,7 +207,7 @@ class SyncEngine:
         blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
         missing = [n for n, b in zip(numbers, blocks) if b is None]
         if missing:
-            raise ChainsyncError(grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {missing[0]}")
+            raise ChainsyncError("BLOCK_NOT_FOUND", f"the node has no block {missing[0]}")
         return {n: b["hash"] for n, b in zip(numbers, blocks)}
 
     def block_hash(self, number: int) -> str:
@@ -250,7 +246,6 @@ class SyncEngine:
                 )
                 if smaller < 1:
                     raise ChainsyncError(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
                         "RESULT_TOO_LARGE",
                         f"the provider refuses even one block ({start}) of logs: {err}",
                     ) from err
@@ -280,7 +275,6 @@ class SyncEngine:
             except TransientError:
                 if attempt + 1 == attempts:
                     raise ChainsyncError(
-                        grpc.StatusCode.UNAVAILABLE,
                         "RPC_BAD_RESPONSE",
                         "the node kept answering malformed eth_getLogs results",
                     ) from None
@@ -368,7 +362,6 @@ class SyncEngine:
             except RpcError as err:
                 if self._silent == "trace":
                     raise ChainsyncError(
-                        grpc.StatusCode.FAILED_PRECONDITION,
                         "TRACE_UNSUPPORTED",
                         f"the node does not serve trace_filter ({err.message}); use CHAINSYNC_SILENT_CHANGES=blocks",
                     ) from err
@@ -426,9 +419,7 @@ class SyncEngine:
             blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), True]) for n in numbers])
             for number, block in zip(numbers, blocks):
                 if block is None:
-                    raise ChainsyncError(
-                        grpc.StatusCode.UNAVAILABLE, "BLOCK_NOT_FOUND", f"the node has no block {number}"
-                    )
+                    raise ChainsyncError("BLOCK_NOT_FOUND", f"the node has no block {number}")
                 for tx in block["transactions"]:
                     touch = self._mutator_touch(tx.get("to"), tx.get("input"), number, by_address)
                     if touch:
@@ -560,7 +551,6 @@ class SyncEngine:
             journal.rewind(fork)
             progress(stats, f"The chain changed at or after block {fork}: syncing {fork}..{rng.to_block} again")
         raise ChainsyncError(
-            grpc.StatusCode.ABORTED,
             "CHAIN_UNSTABLE",
             f"the chain kept reorganising under blocks {rng.from_block}..{rng.to_block}; "
             "sync again with more confirmations",

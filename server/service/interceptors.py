@@ -15,18 +15,31 @@ import logging
 import time
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from server import logs
-from server.errors import ChainsyncError, invalid_argument
+from server.errors import ERROR_DOMAIN, ChainsyncError, invalid_argument
 from server.metrics import ServerMetrics
 from server.service.auth import Tokens
 
 log = logging.getLogger("chainsync.grpc")
 
 
+def status_details(exc: ChainsyncError) -> bytes:
+    """The serialized google.rpc.Status (with its ErrorInfo) for the grpc-status-details-bin trailer."""
+    code = grpc.StatusCode[exc.grpc_code]
+    info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN, metadata=exc.details)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return status_pb2.Status(code=code.value[0], message=exc.message, details=[detail]).SerializeToString()
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: ChainsyncError) -> None:
     await context.abort(
-        exc.code, exc.message, trailing_metadata=(("grpc-status-details-bin", exc.to_status_details()),)
+        grpc.StatusCode[exc.grpc_code],
+        exc.message,
+        trailing_metadata=(("grpc-status-details-bin", status_details(exc)),),
     )
 
 
@@ -196,7 +209,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _refuse(
             handler,
             ChainsyncError(
-                grpc.StatusCode.UNAUTHENTICATED,
                 reason,
                 "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
             ),

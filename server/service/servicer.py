@@ -231,7 +231,6 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         job = await self._get(request.job_id, context)
         if job.state != "completed":
             raise ChainsyncError(
-                grpc.StatusCode.FAILED_PRECONDITION,
                 "JOB_NOT_COMPLETED",
                 f"job {job.id} is {job.state}; its result is available once it is completed",
                 {"jobId": job.id, "state": job.state},
@@ -334,7 +333,6 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 job = await asyncio.to_thread(self.store.get, job.id) or job
             if not job.finished:
                 raise ChainsyncError(
-                    grpc.StatusCode.ABORTED,
                     "JOB_STILL_RUNNING",
                     f"job {job.id} was asked to cancel but has not stopped yet; try the delete again",
                     {"jobId": job.id, "state": job.state},

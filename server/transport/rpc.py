@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-import grpc
 import httpx
 import orjson
 
@@ -167,7 +166,7 @@ class JsonRpc:
         while True:
             url = self.urls[tries % len(self.urls)]
             if self.should_stop():
-                raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
+                raise ChainsyncError("JOB_CANCELLED", "stopped while waiting for the node")
             tries += 1
             outcome, started = "other", time.perf_counter()
             try:
@@ -207,7 +206,6 @@ class JsonRpc:
                 log.info("RPC request failed; retrying", extra={**failure, "pause_s": round(pause, 3)})
             _sleep_unless(self.should_stop, pause)
         raise ChainsyncError(
-            grpc.StatusCode.UNAVAILABLE,
             "RPC_UNAVAILABLE",
             f"the EVM node did not answer after {tries} tries over {len(self.urls)} URL(s) in "
             f"{self.retry.budget_s:.0f} s; last error from {last_error}. Check CHAINSYNC_RPC_URL and the node.",
@@ -235,7 +233,7 @@ class JsonRpc:
         threading.Thread(target=post, name="chainsync-rpc-request", daemon=True).start()
         while not done.wait(STOP_POLL_S):
             if self.should_stop():
-                raise ChainsyncError(grpc.StatusCode.CANCELLED, "JOB_CANCELLED", "stopped while waiting for the node")
+                raise ChainsyncError("JOB_CANCELLED", "stopped while waiting for the node")
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
