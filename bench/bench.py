@@ -113,7 +113,7 @@ def run_web3(url: str, addresses: dict[str, str], start: int, end: int) -> dict[
     ids: dict[str, set[int]] = {k: set() for k in KINDS}
     for kind, name in KINDS.items():
         contract = w3.eth.contract(address=addresses[name], abi=load_abi(name))
-        for event_name in kinds[kind].topics.values():
+        for event_name, _ in kinds[kind].topics.values():
             event = getattr(contract.events, event_name)
             for lo in range(start, end + 1, CHUNK):
                 for entry in event.get_logs(from_block=lo, to_block=min(end, lo + CHUNK - 1)):
@@ -141,7 +141,7 @@ def run_naive(
         events = 0
         for block in range(first, last + 1):
             for kind, name in KINDS.items():
-                for event_name in kinds[kind].topics.values():
+                for event_name, _ in kinds[kind].topics.values():
                     event = getattr(contracts[name].events, event_name)
                     events += len(event.get_logs(from_block=block, to_block=block))
         return time.perf_counter() - t0, events

@@ -37,6 +37,12 @@ _CONTEXT = ("job_id", "request_id")
 MASK = "***"
 
 
+def redact(url: str) -> str:
+    """A URL without path or query, which often hold API keys: what logs, errors and metrics show of an endpoint."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+
+
 def valid_request_id(value: str) -> bool:
     """A request id a client may choose: 1 to 128 printable ASCII characters (space to ``~``)."""
     return 0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()

@@ -31,7 +31,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from server.transport.rpc import redact
+from server.logs import redact
 
 log = logging.getLogger("chainsync.metrics")
 disable_created_metrics()  # no `_created` series beside every counter and histogram: half the scrape, unused

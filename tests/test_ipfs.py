@@ -28,9 +28,9 @@ from rest_bridge.convert import record_json
 from server.config import Settings
 from server.jobs.cid import parse_cid, unixfs_file, verify
 from server.jobs.ipfs import CID_FIELDS, Gateways, IpfsSettings, resolve_job_content, with_content
-from server.jobs.runner import JobStopped
 from server.jobs.store import SQLiteJobStore
-from server.service.servicer import record_message
+from server.service.messages import record_message
+from server.stopping import NEVER, Stopped
 from tests.processes import free_port, grpc_server, rest_bridge
 from tests.stack import TERMINAL, wait_for_state, wait_until
 from tests.test_store import Backend, backend, pg_schema, running  # noqa: F401 (fixtures)
@@ -364,8 +364,7 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
             ["reports"],
             fetcher,
             owner=owner,
-            check=lambda: None,
-            stopping=lambda: False,
+            stop=NEVER,
             progress=lambda done, total, stats: None,
         )
 
@@ -408,7 +407,7 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
         assert gw.requests == Counter({failing: 1}), "only the CID that failed before is fetched"
         assert (stats.cached, stats.fetched, stats.failed) == (2, 1, 0)
         assert [r.get("title") for r in store.records(second.id, "reports")] == ["hello world", None, "fails"]
-        with pytest.raises(JobStopped):
+        with pytest.raises(Stopped):
             resolve(second.id, fetcher, owner="a")  # a worker that lost the job writes nothing
 
 
@@ -426,8 +425,7 @@ def test_out_of_time_the_step_stops_fetching_and_writes_what_it_has(tmp_path) ->
             ["reports"],
             fetcher,
             owner="a",
-            check=lambda: None,
-            stopping=lambda: False,
+            stop=NEVER,
             progress=lambda done, total, stats: batches.append(done),
             out_of_time=lambda: len(batches) > 1,  # after the first batch of two
         )

@@ -1,11 +1,12 @@
-"""What the sync knows of the civic platform's contracts.
+"""What the sync knows of the contracts, derived from the record kinds (server/kinds.py) and their ABIs.
 
 Owns: reading the deployment file (name -> address, optional chainId and
-deploymentBlocks), the ABIs from contracts/artifacts/, and, per entity kind,
-the event topics that touch an entity, its getter's call encoding and the
-decoding of its return values into a record (uint256 as decimal strings,
-addresses EIP-55). Built once per process; decoding is plain eth_abi on the
-raw hex, without web3's formatters.
+deploymentBlocks), the ABIs from contracts/artifacts/, and, per record kind,
+the event topics that name an entity (and where the id is among the topics),
+the id-taking mutators' selectors, the getter's and the counter's call
+encoding and the decoding of the getter's return values into a record
+(uint256 as decimal strings, addresses EIP-55). Built once per process;
+decoding is a lean decoder built once per getter, exact as eth_abi.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from server.errors import ChainsyncError
+from server.kinds import KINDS, RecordKind
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
 
@@ -48,7 +50,7 @@ def load_deployment(path: str | Path) -> Deployment:
             f"no deployment file at {path}; run `chainsync devnet` or set CHAINSYNC_DEPLOYMENT",
         ) from None
     addresses = {k: checksum(v) for k, v in raw.items() if isinstance(v, str) and v.startswith("0x")}
-    missing = [name for name in ("Proposals", "Petitions", "Reports") if name not in addresses]
+    missing = [kind.contract for kind in KINDS if kind.contract not in addresses]
     if missing:
         raise ChainsyncError(
             "DEPLOYMENT_INCOMPLETE",
@@ -158,15 +160,11 @@ def make_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple[Any, ...]]:
 
 @dataclass(frozen=True)
 class EntityKind:
-    """One kind of record (proposals, petitions, reports) and how to read it."""
+    """A record kind (server/kinds.py) with what its ABI says: topics, selectors, getter outputs, decoder."""
 
-    name: str  # "proposals": the result's key
-    contract: str  # "Proposals": the deployment file's key
-    created_event: str
-    counter: str
-    getter: str
-    topics: dict[str, str]  # topic0 hex -> event name, for every event with the id first
-    mutator_selectors: dict[str, str]  # 4-byte selector hex -> function taking the id first
+    declared: RecordKind
+    topics: dict[str, tuple[str, int]]  # topic0 hex -> (event name, index of the id among the topics)
+    mutator_selectors: dict[str, str]  # 4-byte selector hex -> state-changing function whose first input is the id
     getter_selector: bytes
     counter_selector: bytes
     output_names: tuple[str, ...]
@@ -174,8 +172,16 @@ class EntityKind:
     decode: Callable[[bytes], tuple[Any, ...]]
 
     @property
+    def name(self) -> str:
+        return self.declared.name
+
+    @property
+    def contract(self) -> str:
+        return self.declared.contract
+
+    @property
     def created_topic(self) -> str:
-        return next(t for t, name in self.topics.items() if name == self.created_event)
+        return next(t for t, (event, _) in self.topics.items() if event == self.declared.created_event)
 
     def getter_call(self, address: str, entity_id: int, block: int) -> tuple[str, list[Any]]:
         data = self.getter_selector + abi_encode(["uint256"], [entity_id])
@@ -189,7 +195,8 @@ class EntityKind:
         if raw_hex in ("0x", ""):
             raise ChainsyncError(
                 "EMPTY_GETTER_RESPONSE",
-                f"{self.contract}.{self.getter}({entity_id}) returned no data: is the deployment file for this chain?",
+                f"{self.contract}.{self.declared.getter}({entity_id}) returned no data: "
+                "is the deployment file for this chain?",
             )
         values = self.decode(bytes.fromhex(raw_hex[2:]))
         record: dict[str, Any] = {"id": str(entity_id)}
@@ -198,42 +205,40 @@ class EntityKind:
         return record
 
 
-def build_kind(name: str, contract: str, created_event: str, counter: str, getter: str) -> EntityKind:
-    abi = load_abi(contract)
-    topics = {}
-    mutators = {}
-    getter_item = None
+def _id_topic(event: dict[str, Any], id_argument: str) -> int | None:
+    """Where an event's id argument is among its topics (topic 0 is the signature), if it is indexed there."""
+    indexed = [p["name"] for p in event["inputs"] if p.get("indexed")]
+    return indexed.index(id_argument) + 1 if id_argument in indexed else None
+
+
+def build_kind(kind: RecordKind) -> EntityKind:
+    """The EntityKind of a declared record kind, from its contract's ABI."""
+    abi = load_abi(kind.contract)
+    topics: dict[str, tuple[str, int]] = {}
+    mutators: dict[str, str] = {}
     for item in abi:
-        first = item.get("inputs", [{}])[0] if item.get("inputs") else {}
-        if item["type"] == "event" and first.get("type") == "uint256" and first.get("indexed"):
-            topics["0x" + keccak(text=_signature(item)).hex()] = item["name"]
+        if item["type"] == "event" and (at := _id_topic(item, kind.id_argument)) is not None:
+            topics["0x" + keccak(text=_signature(item)).hex()] = (item["name"], at)
+        first = item.get("inputs") or [{}]
         if item["type"] == "function" and item.get("stateMutability") not in ("view", "pure"):
-            if first.get("type") == "uint256":
+            if first[0].get("type") == "uint256":
                 mutators["0x" + function_signature_to_4byte_selector(_signature(item)).hex()] = item["name"]
-        if item["type"] == "function" and item["name"] == getter:
-            getter_item = item
-    if getter_item is None or created_event not in topics.values():
-        raise RuntimeError(f"the {contract} ABI lacks {getter} or {created_event}")
+    getter = next((i for i in abi if i["type"] == "function" and i["name"] == kind.getter), None)
+    if getter is None or kind.created_event not in {event for event, _ in topics.values()}:
+        raise RuntimeError(f"the {kind.contract} ABI lacks {kind.getter} or {kind.created_event}({kind.id_argument})")
+    output_types = tuple(_canonical_type(o) for o in getter["outputs"])
     return EntityKind(
-        name=name,
-        contract=contract,
-        created_event=created_event,
-        counter=counter,
-        getter=getter,
+        declared=kind,
         topics=topics,
         mutator_selectors=mutators,
-        getter_selector=function_signature_to_4byte_selector(_signature(getter_item)),
-        counter_selector=function_signature_to_4byte_selector(f"{counter}()"),
-        output_names=tuple(o["name"] for o in getter_item["outputs"]),
-        output_types=tuple(_canonical_type(o) for o in getter_item["outputs"]),
-        decode=make_decoder(tuple(_canonical_type(o) for o in getter_item["outputs"])),
+        getter_selector=function_signature_to_4byte_selector(_signature(getter)),
+        counter_selector=function_signature_to_4byte_selector(f"{kind.counter}()"),
+        output_names=tuple(o["name"] for o in getter["outputs"]),
+        output_types=output_types,
+        decode=make_decoder(output_types),
     )
 
 
 def entity_kinds() -> dict[str, EntityKind]:
-    """The three kinds the platform has, keyed by result name."""
-    return {
-        "proposals": build_kind("proposals", "Proposals", "ProposalCreated", "proposalCount", "getProposal"),
-        "petitions": build_kind("petitions", "Petitions", "PetitionCreated", "petitionCount", "getPetition"),
-        "reports": build_kind("reports", "Reports", "ReportCreated", "reportCount", "getReport"),
-    }
+    """Every declared record kind with its ABI, keyed by name."""
+    return {kind.name: build_kind(kind) for kind in KINDS}

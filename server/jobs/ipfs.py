@@ -31,18 +31,12 @@ from typing import Any, Protocol
 import httpx
 
 from server.jobs.cid import DAG_PB_CODEC, RAW_CODEC, Cid, parse_cid, unixfs_file, verify
-from server.jobs.runner import JobStopped
+from server.kinds import KINDS
+from server.retry import GaveUp, RetryPolicy, retry_after_s, retry_call, transient_http_status
+from server.stopping import LOST, Stopped, StopToken
 
-# Result field -> (CID field -> resolved text field) of each record kind.
-CID_FIELDS: dict[str, dict[str, str]] = {
-    "proposals": {
-        "titleCid": "title",
-        "shortDescriptionCid": "shortDescription",
-        "descriptionInDetailsCid": "description",
-    },
-    "petitions": {"titleCid": "title", "desCid": "description"},
-    "reports": {"titleCid": "title", "descriptionCid": "description"},
-}
+# Record kind -> (CID field -> resolved text field), as server/kinds.py declares them.
+CID_FIELDS: dict[str, dict[str, str]] = {kind.name: kind.content_fields for kind in KINDS}
 
 # Why a field stays unresolved. The first four are about the content a gateway
 # gave; "not_found" and "unavailable" mean no gateway gave any.
@@ -78,11 +72,11 @@ class Fetched:
 
 
 class _Failure(Exception):
-    def __init__(self, reason: str, retry: bool, wait_s: float = 0.0) -> None:
+    def __init__(self, reason: str, retry: bool, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry = retry
-        self.wait_s = wait_s
+        self.retry_after_s = retry_after
 
 
 class Gateways:
@@ -102,6 +96,13 @@ class Gateways:
         # it is skipped (the CID's reason is "unavailable") until down_for_s have passed.
         self._lock = threading.Lock()
         self._failures_in_a_row = dict.fromkeys(settings.gateways, 0)
+        self._retry = RetryPolicy(
+            attempts=settings.attempts,
+            base_delay_s=settings.backoff_s,
+            max_delay_s=settings.backoff_s * 2**settings.attempts,
+            jitter=False,
+            max_retry_after_s=settings.max_retry_after_s,
+        )
         self._down_until = dict.fromkeys(settings.gateways, 0.0)
 
     def close(self) -> None:
@@ -178,35 +179,40 @@ class Gateways:
 
     def _fetch(self, gateway: str, name: str, cid: Cid, stopping: Callable[[], bool], *, raw: bool) -> bytes:
         """The body of GET {gateway}/ipfs/{name} (?format=raw: the block), retried, its hash checked."""
-        s = self.settings
         url = f"{gateway.rstrip('/')}/ipfs/{name}" + ("?format=raw" if raw else "")
-        for attempt in range(s.attempts):
+
+        def attempt(_: int) -> bytes:
             if stopping():
                 raise _Failure("stopped", retry=False)
             if self.is_down(gateway):
                 raise _Failure("unavailable", retry=False)
-            try:
-                body = self._get(url)
-                if not verify(cid, body):
-                    raise _Failure("hash_mismatch", retry=False)
-                self._served(gateway, ok=True)
-                return body
-            except _Failure as failure:
-                if not failure.retry or attempt + 1 == s.attempts:
-                    self._served(gateway, ok=failure.reason != "unavailable")  # any other answer: it is up
-                    raise _Failure(failure.reason, retry=False) from None
-                wait = max(failure.wait_s, s.backoff_s * 2**attempt)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and not stopping():
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        raise AssertionError("unreachable")
+            body = self._get(url)
+            if not verify(cid, body):
+                raise _Failure("hash_mismatch", retry=False)
+            return body
+
+        try:
+            body = retry_call(
+                attempt,
+                self._retry,
+                transient=lambda e: isinstance(e, _Failure) and e.retry,
+                sleep=lambda seconds: _sleep_unless(stopping, seconds),
+            )
+        except (_Failure, GaveUp) as exc:
+            failure = exc.last if isinstance(exc, GaveUp) else exc
+            self._served(gateway, ok=failure.reason != "unavailable")  # any other answer: it is up
+            raise _Failure(failure.reason, retry=False) from None
+        self._served(gateway, ok=True)
+        return body
 
     def _get(self, url: str) -> bytes:
         s = self.settings
         try:
             with self.client.stream("GET", url) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise _Failure("unavailable", retry=True, wait_s=self._retry_after(response))
+                if transient_http_status(response.status_code):
+                    raise _Failure(
+                        "unavailable", retry=True, retry_after=retry_after_s(response.headers.get("retry-after"))
+                    )
                 if response.status_code in (404, 410):
                     raise _Failure("not_found", retry=False)
                 if response.status_code != 200:
@@ -223,9 +229,11 @@ class Gateways:
             raise _Failure("unavailable", retry=True) from None
         return bytes(body)
 
-    def _retry_after(self, response: httpx.Response) -> float:
-        value = response.headers.get("retry-after", "")
-        return min(float(value), self.settings.max_retry_after_s) if value.isdigit() else 0.0
+
+def _sleep_unless(stopping: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stopping():
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
 # -- the job step ------------------------------------------------------------
@@ -240,12 +248,13 @@ class ContentStats:
     unresolved_fields: int = 0  # record fields left unresolved (not a CID, or failed)
 
     def as_dict(self) -> dict[str, int]:
+        """Under the protobuf JobStats field names (server/engine/stats.py)."""
         return {
-            "contentCids": self.cids,
-            "contentCached": self.cached,
-            "contentFetched": self.fetched,
-            "contentFailed": self.failed,
-            "contentUnresolved": self.unresolved_fields,
+            "content_cids": self.cids,
+            "content_cached": self.cached,
+            "content_fetched": self.fetched,
+            "content_failed": self.failed,
+            "content_unresolved": self.unresolved_fields,
         }
 
 
@@ -294,17 +303,16 @@ def resolve_job_content(
     gateways: Gateways,
     *,
     owner: str | None,
-    check: Callable[[], None],
-    stopping: Callable[[], bool],
+    stop: StopToken,
     progress: Callable[[int, int, ContentStats], None],
     out_of_time: Callable[[], bool] = lambda: False,
 ) -> ContentStats:
     """Resolves every CID field of the job's records of these kinds and rewrites the records.
 
-    check() raises when the job must stop (between batches); progress(done, total, stats)
+    The stop token is looked at between batches (Stopped); progress(done, total, stats)
     after each batch. Once out_of_time(), nothing more is fetched: the CIDs left are
     "unavailable" (a later job fetches them) and the records are written as they are.
-    Raises JobStopped("lost") when the store no longer lets owner write.
+    Raises Stopped(LOST) when the store no longer lets owner write.
     """
     stats = ContentStats()
     wanted: dict[str, Cid] = {}
@@ -326,13 +334,13 @@ def resolve_job_content(
     progress(stats.cached, stats.cids, stats)
     batch = gateways.settings.batch
     for start in range(0, len(missing), batch):
-        check()
+        stop.raise_if_stopped()
         if out_of_time():
             failures.update(dict.fromkeys((c.text for c in missing[start:]), "unavailable"))
             stats.failed += len(missing) - start
             break
-        fetched = gateways.fetch_many(missing[start : start + batch], lambda: stopping() or out_of_time())
-        check()  # a batch cut short by a stop is not recorded
+        fetched = gateways.fetch_many(missing[start : start + batch], lambda: stop.reason is not None or out_of_time())
+        stop.raise_if_stopped()  # a batch cut short by a stop is not recorded
         new = {f.cid: f.content for f in fetched if f.content is not None}
         # "stopped" here means out of time: as unavailable as a gateway that did not answer
         failures.update(
@@ -368,5 +376,5 @@ def _rewrite(
     contents = store.ipfs_cached(sorted(cids))
     updated = [with_content(kind, r, contents, failures) for r in records]
     if not store.replace_records(job_id, kind, updated, owner=owner):
-        raise JobStopped("lost")  # our lease expired and another worker took the job
+        raise Stopped(LOST)  # our lease expired and another worker took the job
     return sum(len(r["unresolved"]) for r in updated)

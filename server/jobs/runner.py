@@ -5,7 +5,8 @@ beyond the pool wait as ``pending`` in order; waking at once when a job is
 started here (``wake``) and polling otherwise; a heartbeat thread that renews
 the lease of every job this process runs and notices cancel requests; and
 ``JobContext``, through which a running job reports progress (throttled) and
-learns that it must stop: cancelled, timed out, or the server is shutting down.
+carries its stop token (server/stopping.py): cancelled, timed out, the server
+shutting down, or the lease lost.
 """
 
 from __future__ import annotations
@@ -16,54 +17,30 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from server import logs
 from server.jobs.store import JobRecord, JobStore
+from server.stopping import CANCELLED, LOST, Stopped, StopToken
 
 log = logging.getLogger("chainsync.runner")
 
 PROGRESS_MIN_INTERVAL_S = 0.25  # at most four progress writes a second per job
 
 
-class JobStopped(Exception):
-    """Raised inside a job when it must stop; ``why`` is cancelled, timeout, shutdown, or lost
-    (its lease went to another worker, which now runs it)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
 @dataclass
 class JobContext:
     job: JobRecord
     store: JobStore
-    shutdown: threading.Event
     owner: str
-    stop_flag: threading.Event = field(default_factory=threading.Event)  # set by the heartbeat
+    stop: StopToken  # the runner stops it: cancel requested (heartbeat), deadline, shutdown, lease lost
     _last_write: float = 0.0
 
     @property
     def deadline(self) -> float:
         """Wall-clock end of the job's time: its first start plus its timeout, across resumes."""
         return (self.job.started_at or time.time()) + self.job.timeout_s
-
-    def stop_reason(self) -> str | None:
-        if self.stop_flag.is_set():
-            return "cancelled"
-        if time.time() > self.deadline:
-            return "timeout"
-        if self.shutdown.is_set():
-            return "shutdown"
-        return None
-
-    def check(self) -> None:
-        """Raises JobStopped when the job must stop."""
-        why = self.stop_reason()
-        if why:
-            raise JobStopped(why)
 
     def report(
         self,
@@ -75,7 +52,8 @@ class JobContext:
         from_block: int | None = None,
         to_block: int | None = None,
     ) -> None:
-        self.check()
+        """Writes the job's progress (at most every PROGRESS_MIN_INTERVAL_S unless forced); Stopped when it must stop."""
+        self.stop.raise_if_stopped()
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
             return
@@ -90,7 +68,7 @@ class JobContext:
             owner=self.owner,
         )
         if not written:
-            raise JobStopped("lost")  # another worker holds the job now (our lease expired)
+            raise Stopped(LOST)  # another worker holds the job now (our lease expired)
 
 
 Execute = Callable[[JobContext], None]
@@ -155,7 +133,8 @@ class Runner:
                 self._wake.wait(self.poll_interval_s)
                 self._wake.clear()
                 continue
-            ctx = JobContext(job, self.store, self._shutdown, self.owner)
+            deadline = (job.started_at or time.time()) + job.timeout_s
+            ctx = JobContext(job, self.store, self.owner, StopToken(deadline=deadline, shutdown=self._shutdown))
             self._running[job.id] = ctx
             self._pool.submit(self._run, ctx)
 
@@ -165,7 +144,7 @@ class Runner:
             for job_id, ctx in list(self._running.items()):
                 try:
                     if not self.store.heartbeat(job_id, self.owner, self.lease_s):
-                        ctx.stop_flag.set()  # cancel requested, or the job is no longer ours
+                        ctx.stop.stop(CANCELLED)  # cancel requested, or the job is no longer ours (the job tells)
                 except Exception:
                     log.exception("heartbeat failed", extra={"job_id": job_id})
 

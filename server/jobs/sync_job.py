@@ -19,22 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.engine.contracts import Deployment, EntityKind
-from server.engine.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, Touch, resolve_range
+from server.engine.journal import Touch
+from server.engine.ranges import BlockRange, resolve_range
+from server.engine.stats import SyncStats
+from server.engine.sync import SyncEngine, SyncOptions
 from server.errors import ChainsyncError
 from server.jobs.ipfs import ContentStats, Gateways, resolve_job_content
-from server.jobs.runner import JobContext, JobStopped
+from server.jobs.runner import JobContext
 from server.jobs.store import JobRecord, JobStore, ResultSummary
+from server.kinds import JOB_TYPES
 from server.metrics import NO_METRICS, ServerMetrics
-from server.transport.rpc import JsonRpc, RetryPolicy, RpcError
+from server.stopping import CANCELLED, LOST, SHUTDOWN, TIMEOUT, Stopped
+from server.transport.provider_limits import RpcError
+from server.transport.rpc import JsonRpc
 
 log = logging.getLogger("chainsync.jobs")
-
-KINDS_BY_TYPE = {
-    "blockchain_sync": ["proposals", "petitions", "reports"],
-    "proposals_sync": ["proposals"],
-    "petitions_sync": ["petitions"],
-    "reports_sync": ["reports"],
-}
 
 
 @dataclass
@@ -60,7 +59,7 @@ class StoreJournal:
 
     def _written(self, ok: bool) -> None:
         if not ok:
-            raise JobStopped("lost")  # our lease expired and another worker took the job
+            raise Stopped(LOST)  # our lease expired and another worker took the job
 
     def save_scan(self, touches: list[Touch]) -> None:
         rows = [(t.kind, t.entity_id, t.block, t.log_index, t.created) for t in touches]
@@ -111,13 +110,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
     job = ctx.job
     store = ctx.store
 
-    def stop_check() -> bool:
-        ctx.check()  # raises JobStopped
-        return False
-
-    rpc = JsonRpc(
-        deps.rpc_urls, should_stop=stop_check, retry=RetryPolicy(budget_s=deps.rpc_budget_s), metrics=deps.metrics
-    )
+    rpc = JsonRpc(deps.rpc_urls, stop=ctx.stop, budget_s=deps.rpc_budget_s, metrics=deps.metrics)
     stats: SyncStats | None = None
     try:
         deployment = deps.load_deployment()
@@ -145,8 +138,10 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         def progress(s: SyncStats, message: str) -> None:
             ctx.report(s.percent(), message, s.as_dict())
 
-        counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress, journal)
-        ctx.check()
+        counts = engine.run(
+            rng, list(JOB_TYPES[job.type]), bool(job.request.get("isFullSync")), stats, progress, journal
+        )
+        ctx.stop.raise_if_stopped()
         content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
         summary = ResultSummary(
             from_block=rng.from_block,
@@ -166,11 +161,11 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
             stats={**stats.as_dict(), **(content.as_dict() if content else {})},
             message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
         )
-    except JobStopped as stop:
-        _stopped(ctx, stop.why, stats, deps.metrics)
+    except Stopped as stop:
+        _stopped(ctx, stop.reason, stats, deps.metrics)
     except ChainsyncError as exc:
-        if exc.reason == "JOB_CANCELLED" or ctx.stop_reason():
-            _stopped(ctx, ctx.stop_reason() or "cancelled", stats, deps.metrics)
+        if ctx.stop.reason:  # it failed because it was being stopped: the stop is what happened
+            _stopped(ctx, ctx.stop.reason, stats, deps.metrics)
         else:
             _finish(ctx, deps.metrics, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
     except RpcError as exc:
@@ -204,11 +199,10 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
     return resolve_job_content(
         ctx.store,
         ctx.job.id,
-        KINDS_BY_TYPE[ctx.job.type],
+        list(JOB_TYPES[ctx.job.type]),
         gateways,
         owner=ctx.owner,
-        check=ctx.check,
-        stopping=lambda: ctx.stop_reason() is not None,
+        stop=ctx.stop,
         progress=progress,
         out_of_time=lambda: time.time() > ctx.deadline - reserve,
     )
@@ -217,7 +211,7 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
 def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: ServerMetrics) -> None:
     job = ctx.job
     last = stats.as_dict() if stats else None
-    if why == "timeout":
+    if why == TIMEOUT:
         _finish(
             ctx,
             metrics,
@@ -228,7 +222,7 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: Server
             error_message=f"the job ran longer than its timeout of {job.timeout_s} s; start it again "
             "with a smaller range or a larger timeoutSeconds",
         )
-    elif why == "cancelled":
+    elif why == CANCELLED:
         current = ctx.store.get(job.id)
         if current is not None and current.cancel_requested:
             _finish(
@@ -241,10 +235,10 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: Server
                 error_message="cancelled by request",
             )
         # else: the lease went to another worker; it is that worker's job now
-    elif why == "shutdown":  # back to pending, to resume from the checkpoint
+    elif why == SHUTDOWN:  # back to pending, to resume from the checkpoint
         ctx.store.release(job.id, ctx.owner)
         log.info("job released at shutdown; it resumes from its checkpoint")
-    elif why == "lost":
+    elif why == LOST:
         log.warning("job lost its lease; the worker that took it over finishes it")
     # lost: another worker took the job over when our lease expired; it finishes it
 

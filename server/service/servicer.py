@@ -1,9 +1,10 @@
 """The gRPC JobService (grpc.aio), modelled on grpc's route_guide servicer.
 
-Owns: validating requests (bad input never reaches the thread pool), turning
-store records into protobuf messages, and raising every failure as a canonical
-status code with a google.rpc.ErrorInfo reason. Blocking store calls run in
-worker threads so the event loop stays free for many watchers.
+Owns what each call does: checks its input (server/service/requests.py),
+reads or changes jobs in the store, and answers with messages
+(server/service/messages.py). Failures are raised as ChainsyncError; the
+interceptor turns them into statuses. Blocking store calls run in worker
+threads so the event loop stays free for many watchers.
 """
 
 from __future__ import annotations
@@ -12,100 +13,34 @@ import asyncio
 import base64
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
-from google.protobuf import empty_pb2, json_format, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from server import logs
 from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.jobs.store import JobRecord, JobStore
+from server.kinds import KINDS
 from server.service.auth import Tokens
+from server.service.messages import RECORD_MESSAGES, job_message, record_message, timestamp
+from server.service.requests import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    MAX_RESULT_PAGE,
+    check_job_id,
+    validate_start,
+)
 from server.service.watch import WatchHub
+from server.states import STATE_NAME, TYPE_NAME
 
 log = logging.getLogger("chainsync.servicer")
 
-MAX_BLOCKS_BACK = 100_000_000
-MAX_TIMEOUT_S = 24 * 60 * 60
-MAX_CONFIRMATIONS = 10_000
-REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # used with fullmatch: no trailing newline slips through
-UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # fullmatch
 WATCH_POLL_S = 0.05  # how often a watched job is looked up (once for all its watchers)
-MAX_RESULT_PAGE = 10_000
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 DELETE_CANCEL_WAIT_S = 5.0
-
-TYPE_NAMES = {
-    jobs_pb2.JOB_TYPE_UNSPECIFIED: "blockchain_sync",
-    jobs_pb2.JOB_TYPE_BLOCKCHAIN_SYNC: "blockchain_sync",
-    jobs_pb2.JOB_TYPE_PROPOSALS_SYNC: "proposals_sync",
-    jobs_pb2.JOB_TYPE_PETITIONS_SYNC: "petitions_sync",
-    jobs_pb2.JOB_TYPE_REPORTS_SYNC: "reports_sync",
-}
-TYPE_ENUMS = {name: enum for enum, name in TYPE_NAMES.items() if enum}
-STATE_ENUMS = {
-    "pending": jobs_pb2.JOB_STATE_PENDING,
-    "running": jobs_pb2.JOB_STATE_RUNNING,
-    "completed": jobs_pb2.JOB_STATE_COMPLETED,
-    "failed": jobs_pb2.JOB_STATE_FAILED,
-    "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
-}
-STATE_NAMES = {enum: name for name, enum in STATE_ENUMS.items()}
-RECORD_MESSAGES = {"proposals": jobs_pb2.Proposal, "petitions": jobs_pb2.Petition, "reports": jobs_pb2.Report}
-
-
-def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -> tuple[str, dict[str, Any], int]:
-    """(job type, normalized request in JSON form, timeout) or INVALID_ARGUMENT naming the field."""
-    if request.type not in TYPE_NAMES:
-        raise invalid_argument("type", f"unknown job type {request.type}")
-    body: dict[str, Any] = {}
-    explicit_range = request.HasField("from_block") or request.HasField("to_block")
-    if request.HasField("blocks_back"):
-        if not 1 <= request.blocks_back <= MAX_BLOCKS_BACK:
-            raise invalid_argument(
-                "blocksBack",
-                f"must be between 1 and {MAX_BLOCKS_BACK:,}, got {request.blocks_back}",
-                "INVALID_BLOCKS_BACK",
-            )
-        if explicit_range:
-            raise invalid_argument("blocksBack", "cannot be combined with fromBlock/toBlock")
-        if not request.is_full_sync:  # with isFullSync it is ignored, as older clients send both
-            body["blocksBack"] = request.blocks_back
-    if request.is_full_sync:
-        if explicit_range:
-            raise invalid_argument("isFullSync", "cannot be combined with fromBlock/toBlock")
-        body["isFullSync"] = True
-    if request.HasField("from_block"):
-        body["fromBlock"] = request.from_block
-    if request.HasField("to_block"):
-        body["toBlock"] = request.to_block
-    if explicit_range and "fromBlock" in body and "toBlock" in body and body["fromBlock"] > body["toBlock"]:
-        raise invalid_argument("fromBlock", f"{body['fromBlock']} is after toBlock {body['toBlock']}", "INVALID_RANGE")
-    if request.incremental:
-        if request.HasField("blocks_back") or request.is_full_sync or request.HasField("from_block"):
-            raise invalid_argument("incremental", "cannot be combined with blocksBack, isFullSync or fromBlock")
-        body["incremental"] = True
-    if request.HasField("confirmations"):
-        if request.confirmations > MAX_CONFIRMATIONS:
-            raise invalid_argument("confirmations", f"must be at most {MAX_CONFIRMATIONS}, got {request.confirmations}")
-        body["confirmations"] = request.confirmations
-    timeout_s = default_timeout_s
-    if request.HasField("timeout_seconds"):
-        if not 1 <= request.timeout_seconds <= MAX_TIMEOUT_S:
-            raise invalid_argument(
-                "timeoutSeconds", f"must be between 1 and {MAX_TIMEOUT_S}, got {request.timeout_seconds}"
-            )
-        timeout_s = request.timeout_seconds
-        body["timeoutSeconds"] = timeout_s
-    if request.request_id and not REQUEST_ID_RE.fullmatch(request.request_id):
-        raise invalid_argument("requestId", "must be 1 to 128 letters, digits or . _ : -")
-    return TYPE_NAMES[request.type], body, timeout_s
 
 
 def _encode_token(offsets: dict[str, int]) -> str:
@@ -122,46 +57,6 @@ def _decode_token(token: str) -> dict[str, int]:
     if not all(type(v) is int and 0 <= v < 2**62 for v in decoded.values()):
         raise ValueError(token)
     return decoded
-
-
-def check_job_id(job_id: str) -> None:
-    if not UUID_RE.fullmatch(job_id):
-        raise invalid_argument("jobId", f"{job_id[:64]!r} is not a job id (a UUID)", "INVALID_JOB_ID")
-
-
-def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
-def job_message(job: JobRecord) -> jobs_pb2.Job:
-    msg = jobs_pb2.Job(
-        id=job.id,
-        type=TYPE_ENUMS[job.type],
-        state=STATE_ENUMS[job.state],
-        progress=job.progress,
-        message=job.message,
-        create_time=_timestamp(job.created_at),
-        start_time=_timestamp(job.started_at),
-        end_time=_timestamp(job.ended_at),
-        from_block=job.from_block or 0,
-        to_block=job.to_block or 0,
-        request=json_format.ParseDict(
-            {k: v for k, v in job.request.items() if k != logs.REQUEST_ID_KEY}, jobs_pb2.StartSyncRequest()
-        ),
-        stats=json_format.ParseDict(job.stats, jobs_pb2.JobStats(), ignore_unknown_fields=True),
-    )
-    if job.error_code:
-        msg.error.code = job.error_code
-        msg.error.message = job.error_message or ""
-    return msg
-
-
-def record_message(kind: str, record: dict[str, Any]) -> Any:
-    return json_format.ParseDict({k: v for k, v in record.items() if v is not None}, RECORD_MESSAGES[kind]())
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
@@ -252,11 +147,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             to_block_hash=summary.to_block_hash,
             chain_id=summary.chain_id,
             processing_time_ms=summary.processing_time_ms,
-            complete_time=_timestamp(job.ended_at),
+            complete_time=timestamp(job.ended_at),
             events_count=summary.events_count,
-            proposals_total=summary.record_counts.get("proposals", 0),
-            petitions_total=summary.record_counts.get("petitions", 0),
-            reports_total=summary.record_counts.get("reports", 0),
+            **{f"{kind.name}_total": summary.record_counts.get(kind.name, 0) for kind in KINDS},
         )
         next_offsets, more = {}, False
         for kind in RECORD_MESSAGES:
@@ -279,7 +172,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if last == 0 or last > job.version:
             last = job.version
             yield jobs_pb2.JobEvent(
-                sequence=job.version, time=_timestamp(await self._written_at(job)), job=job_message(job)
+                sequence=job.version, time=timestamp(await self._written_at(job)), job=job_message(job)
             )
             if job.finished:
                 return
@@ -287,7 +180,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             return  # resuming after a finished job's last event: nothing more will come
         try:
             async for sequence, at, snapshot in self.watch_hub.follow(job.id, last):
-                yield jobs_pb2.JobEvent(sequence=sequence, time=_timestamp(at), job=job_message(JobRecord(**snapshot)))
+                yield jobs_pb2.JobEvent(sequence=sequence, time=timestamp(at), job=job_message(JobRecord(**snapshot)))
         except LookupError:
             raise job_not_found(job.id) from None  # deleted while watched
 
@@ -296,16 +189,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             raise invalid_argument("pageSize", f"must be between 1 and {MAX_PAGE_SIZE}, got {request.page_size}")
         if request.skip < 0:
             raise invalid_argument("skip", f"must not be negative, got {request.skip}")
-        if request.state and request.state not in STATE_NAMES:
+        if request.state and request.state not in STATE_NAME:
             raise invalid_argument("state", f"unknown job state {request.state}")
-        if request.type and request.type not in TYPE_NAMES:
+        if request.type and request.type not in TYPE_NAME:
             raise invalid_argument("type", f"unknown job type {request.type}")
         try:
             page = await asyncio.to_thread(
                 self.store.list_jobs,
                 principal=self._caller(context),
-                state=STATE_NAMES.get(request.state),
-                job_type=TYPE_NAMES[request.type] if request.type else None,
+                state=STATE_NAME.get(request.state),
+                job_type=TYPE_NAME[request.type] if request.type else None,
                 page_size=request.page_size or DEFAULT_PAGE_SIZE,
                 page_token=request.page_token,
                 skip=request.skip,

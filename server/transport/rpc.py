@@ -1,74 +1,53 @@
-"""The JSON-RPC transport to the EVM node.
+"""The JSON-RPC client to the EVM node.
 
 Owns: pooled HTTP connections (httpx + orjson), JSON-RPC array batches, and
-what to do when the node misbehaves:
-
-- transient failures (connection errors, timeouts, HTTP 429 and 5xx, an answer
-  that is not JSON-RPC) are retried with exponential backoff and full jitter,
-  moving to the next URL in order, until a time budget is spent; then the call
-  fails with ``RPC_UNAVAILABLE`` naming the endpoint, the last error and the
-  number of tries;
-- at most ``PER_ENDPOINT_CONCURRENCY`` requests are in flight to one endpoint
-  from this process, whatever the number of jobs;
-- range and result-size refusals of real providers (Infura, Alchemy,
-  QuickNode, geth, erigon, reth, ...) are recognised by ``range_limit`` so the
-  sync can split the range.
+what to do when the node misbehaves. Transient failures (connection errors,
+timeouts, HTTP 429 and 5xx, an answer that is not JSON-RPC) are retried under
+the one retry policy (server/retry.py: the next URL at once, backoff with full
+jitter after each round over the URLs, a time budget per call); when the
+budget is spent the call fails with ``RPC_UNAVAILABLE`` naming the endpoint,
+the last error and the number of tries. A JSON-RPC error object is the node's
+answer and is raised as ``RpcError`` (server/transport/provider_limits.py
+tells a range refusal). Requests to one URL share that endpoint's window with
+every other job of the process (server/transport/endpoints.py).
 
 A call either returns the node's result or raises: an error never becomes an
-empty result.
+empty result. When the job's stop token says stop, a request in flight is
+abandoned within ``STOP_POLL_S``, even one the node holds open.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import random
-import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
-from urllib.parse import urlsplit
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import orjson
 
 from server.errors import ChainsyncError
-
-if TYPE_CHECKING:
-    from server.metrics import ServerMetrics
+from server.logs import redact
+from server.metrics import NO_METRICS, ServerMetrics
+from server.retry import GaveUp, RetryPolicy, Transient, retry_after_s, retry_call, transient_http_status
+from server.stopping import NEVER, Stopped, StopToken
+from server.transport.endpoints import endpoint
+from server.transport.provider_limits import RpcError, range_limit
 
 log = logging.getLogger("chainsync.rpc")
 
-MAX_BATCH = 100
-PER_ENDPOINT_CONCURRENCY = 4
-STOP_POLL_S = 0.1  # how often a request in flight checks should_stop
+MAX_BATCH = 100  # calls per JSON-RPC array
+STOP_POLL_S = 0.1  # how often a request in flight looks at the stop token
 
 
-def _never() -> bool:
-    return False
+class TransientError(Transient):
+    """A failure worth retrying; ``outcome`` names it in the metrics: http_429, http_5xx, timeout,
+    connection or bad_response."""
 
-
-@dataclass
-class RpcError(Exception):
-    """The node answered with a JSON-RPC error object."""
-
-    code: int
-    message: str
-    data: Any = None
-    url: str = ""
-
-    def __str__(self) -> str:
-        return f"JSON-RPC error {self.code} from {self.url}: {self.message}"
-
-
-class TransientError(Exception):
-    """A failure worth retrying: connection error, timeout, 429, 5xx, garbage.
-
-    ``outcome`` names it in the metrics: http_429, http_5xx, timeout, connection or bad_response.
-    """
-
-    def __init__(self, message: str, outcome: str = "bad_response") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, outcome: str = "bad_response", retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after_s=retry_after)
         self.outcome = outcome
 
 
@@ -80,31 +59,6 @@ class ResponseTooLarge(Exception):
         self.limit = limit
 
 
-def redact(url: str) -> str:
-    """The URL without path or query, which often hold API keys."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    budget_s: float = 30.0  # total time one call may spend retrying, over every URL
-    base_delay_s: float = 0.1
-    max_delay_s: float = 4.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
-
-
-_endpoint_slots: dict[str, threading.BoundedSemaphore] = {}
-_endpoint_slots_lock = threading.Lock()
-
-
-def _slots(url: str) -> threading.BoundedSemaphore:
-    with _endpoint_slots_lock:
-        return _endpoint_slots.setdefault(url, threading.BoundedSemaphore(PER_ENDPOINT_CONCURRENCY))
-
-
 class JsonRpc:
     """A JSON-RPC client over one or more node URLs, tried in order."""
 
@@ -113,23 +67,19 @@ class JsonRpc:
         urls: Sequence[str],
         *,
         timeout_s: float = 30.0,
-        retry: RetryPolicy = RetryPolicy(),
-        should_stop: Callable[[], bool] = _never,
-        metrics: ServerMetrics | None = None,
+        budget_s: float = 30.0,
+        stop: StopToken = NEVER,
+        metrics: ServerMetrics = NO_METRICS,
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
-        if metrics is None:
-            from server.metrics import NO_METRICS  # here: server.metrics imports this module
-
-            metrics = NO_METRICS
         self.urls = list(urls)
-        self.retry = retry
-        self.should_stop = should_stop
+        self.retry = RetryPolicy(budget_s=budget_s, base_delay_s=0.1, max_delay_s=4.0, round_size=len(self.urls))
+        self.stop = stop
         self.metrics = metrics
-        self.retries = 0  # transient failures retried so far (for stats)
-        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=PER_ENDPOINT_CONCURRENCY))
-        self._ids = iter(range(1, 1 << 62))
+        self.retries = 0  # transient failures retried so far
+        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=32))
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -153,78 +103,83 @@ class JsonRpc:
             results.extend(self._send(calls[start : start + MAX_BATCH]))
         return results
 
-    def _send(self, calls: Sequence[tuple[str, list[Any]]], max_response_bytes: int | None = None) -> list[Any]:
+    def _send(self, calls: Sequence[tuple[str, list[Any]]], max_bytes: int | None = None) -> list[Any]:
         with self._lock:
             ids = [next(self._ids) for _ in calls]
         single = len(calls) == 1
         payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in zip(ids, calls)]
         body = orjson.dumps(payload[0] if single else payload)
-        method = calls[0][0] if single or all(m == calls[0][0] for m, _ in calls) else "mixed"
-        deadline = time.monotonic() + self.retry.budget_s
-        tries = 0
-        last_error = ""
-        while True:
-            url = self.urls[tries % len(self.urls)]
-            if self.should_stop():
-                raise ChainsyncError("JOB_CANCELLED", "stopped while waiting for the node")
-            tries += 1
-            outcome, started = "other", time.perf_counter()
-            try:
-                if self.should_stop is _never:
-                    with _slots(url):
-                        started = time.perf_counter()  # the request itself, not the wait for a slot
-                        answers = self._post(url, body, max_response_bytes)
-                else:
-                    outcome = "stopped"  # unless it returns or fails otherwise: the job stopped meanwhile
-                    answers, started = self._post_unless_stopped(url, body, max_response_bytes)
-                    outcome = "other"
-                results = _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
-                outcome = "ok"
-                return results
-            except TransientError as exc:
-                outcome = exc.outcome
-                last_error = f"{redact(url)}: {exc}"
-                self.retries += 1
-            except RpcError as exc:
-                outcome = "range_refused" if range_limit(exc) else "rpc_error"
-                raise
-            except ResponseTooLarge:
-                outcome = "too_large"
-                raise
-            finally:
-                self.metrics.rpc_request(url, method, outcome, time.perf_counter() - started)
-            # Back off after a full round over the URLs; the next URL is tried at once.
-            pause = self.retry.delay(tries // len(self.urls)) if tries % len(self.urls) == 0 else 0.0
-            if time.monotonic() + pause >= deadline:
-                break
-            self.metrics.rpc_retry(url)
-            next_url = self.urls[tries % len(self.urls)]
-            failure = {"endpoint": redact(url), "error": last_error.split(": ", 1)[-1], "try": tries}
-            if next_url != url:
-                log.warning("RPC request failed; failing over", extra={**failure, "next_endpoint": redact(next_url)})
-            else:
-                log.info("RPC request failed; retrying", extra={**failure, "pause_s": round(pause, 3)})
-            _sleep_unless(self.should_stop, pause)
-        raise ChainsyncError(
+        method = calls[0][0] if all(m == calls[0][0] for m, _ in calls) else "mixed"
+
+        def attempt(index: int) -> list[Any]:
+            url = self.urls[index % len(self.urls)]
+            self.stop.raise_if_stopped()
+            return self._request(url, method, body, ids, single, max_bytes)
+
+        try:
+            return retry_call(attempt, self.retry, sleep=self.stop.sleep, on_retry=self._retrying)
+        except GaveUp as gave_up:
+            raise self._unavailable(gave_up) from gave_up.last
+
+    def _request(self, url: str, method: str, body: bytes, ids: list[int], single: bool, max_bytes: int | None) -> Any:
+        """One HTTP request and its answers matched to ids; counted in the metrics by its outcome."""
+        outcome, started = "other", time.perf_counter()
+        try:
+            answers, started = self._post(url, body, max_bytes)
+            results = _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
+            outcome = "ok"
+            return results
+        except TransientError as exc:
+            outcome = exc.outcome
+            exc.args = (f"{redact(url)}: {exc}",)
+            raise
+        except RpcError as exc:
+            outcome = "range_refused" if range_limit(exc) else "rpc_error"
+            raise
+        except ResponseTooLarge:
+            outcome = "too_large"
+            raise
+        except Stopped:
+            outcome = "stopped"
+            raise
+        finally:
+            self.metrics.rpc_request(url, method, outcome, time.perf_counter() - started)
+
+    def _retrying(self, tries: int, error: BaseException, wait_s: float) -> None:
+        """Before the next try: count the retry and say where it goes."""
+        self.retries += 1
+        url, next_url = self.urls[(tries - 1) % len(self.urls)], self.urls[tries % len(self.urls)]
+        self.metrics.rpc_retry(url)
+        failure = {"endpoint": redact(url), "error": str(error).split(": ", 1)[-1], "try": tries}
+        if next_url != url:
+            log.warning("RPC request failed; failing over", extra={**failure, "next_endpoint": redact(next_url)})
+        else:
+            log.info("RPC request failed; retrying", extra={**failure, "pause_s": round(wait_s, 3)})
+
+    def _unavailable(self, gave_up: GaveUp) -> ChainsyncError:
+        where, _, error = str(gave_up.last).partition(": ")
+        return ChainsyncError(
             "RPC_UNAVAILABLE",
-            f"the EVM node did not answer after {tries} tries over {len(self.urls)} URL(s) in "
-            f"{self.retry.budget_s:.0f} s; last error from {last_error}. Check CHAINSYNC_RPC_URL and the node.",
-            {"tries": str(tries), "endpoint": last_error.split(": ", 1)[0], "error": last_error.split(": ", 1)[-1]},
+            f"the EVM node did not answer after {gave_up.tries} tries over {len(self.urls)} URL(s) in "
+            f"{self.retry.budget_s:.0f} s; last error from {where}: {error}. Check CHAINSYNC_RPC_URL and the node.",
+            {"tries": str(gave_up.tries), "endpoint": where, "error": error},
         )
 
-    def _post_unless_stopped(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
-        """``_post`` (and its answer's start time) from a daemon thread of its own, so that a stop (a
-        cancel, the job's timeout, a shutdown) is seen within STOP_POLL_S even while a node holds the
-        request open for its whole timeout. should_stop raises or returns True; the abandoned request
-        ends by its own timeout and its answer is dropped."""
+    def _post(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
+        """The parsed answer and when its request left (after waiting for a slot of the endpoint's window).
+
+        A stoppable job's request runs in a daemon thread of its own, so that a stop is seen within
+        STOP_POLL_S even while a node holds the request open for its whole timeout; the abandoned request
+        ends by its own timeout and its answer is dropped.
+        """
+        if self.stop is NEVER:
+            return self._post_in_slot(url, body, max_bytes)
         done = threading.Event()
         outcome: list[Any] = []
 
         def post() -> None:
             try:
-                with _slots(url):
-                    started = time.perf_counter()
-                    outcome.append((self._post(url, body, max_bytes), started))
+                outcome.append(self._post_in_slot(url, body, max_bytes))
             except BaseException as exc:  # handed to the waiting thread
                 outcome.append(exc)
             finally:
@@ -232,50 +187,54 @@ class JsonRpc:
 
         threading.Thread(target=post, name="chainsync-rpc-request", daemon=True).start()
         while not done.wait(STOP_POLL_S):
-            if self.should_stop():
-                raise ChainsyncError("JOB_CANCELLED", "stopped while waiting for the node")
+            self.stop.raise_if_stopped()
         if isinstance(outcome[0], BaseException):
             raise outcome[0]
         return outcome[0]
 
-    def _post(self, url: str, body: bytes, max_bytes: int | None) -> Any:
-        try:
-            with self._client.stream(
-                "POST", url, content=body, headers={"content-type": "application/json"}
-            ) as response:
-                if response.status_code == 429 or response.status_code >= 500:
-                    outcome = "http_429" if response.status_code == 429 else "http_5xx"
-                    raise TransientError(f"HTTP {response.status_code}", outcome)
-                if max_bytes is None:
-                    content = response.read()
-                else:
-                    parts, size = [], 0
-                    for part in response.iter_bytes():
-                        size += len(part)
-                        if size > max_bytes:
-                            raise ResponseTooLarge(max_bytes)
-                        parts.append(part)
-                    content = b"".join(parts)
-        except httpx.HTTPError as exc:
-            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
-            raise TransientError(f"{type(exc).__name__}: {exc}", outcome) from exc
-        try:
-            return orjson.loads(content)
-        except orjson.JSONDecodeError as exc:
-            raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
+    def _post_in_slot(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
+        with endpoint(url).slot():
+            started = time.perf_counter()
+            return _post(self._client, url, body, max_bytes), started
 
 
-def _sleep_unless(should_stop: Callable[[], bool], seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not should_stop():
-        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None) -> Any:
+    """POSTs body and parses the JSON answer; TransientError for anything worth another try."""
+    try:
+        with client.stream("POST", url, content=body, headers={"content-type": "application/json"}) as response:
+            if transient_http_status(response.status_code):
+                outcome = "http_429" if response.status_code == 429 else "http_5xx"
+                hint = retry_after_s(response.headers.get("retry-after"))
+                raise TransientError(f"HTTP {response.status_code}", outcome, retry_after=hint)
+            content = response.read() if max_bytes is None else _read_at_most(response, max_bytes)
+    except httpx.HTTPError as exc:
+        outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
+        raise TransientError(f"{type(exc).__name__}: {exc}", outcome) from exc
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
+
+
+def _read_at_most(response: httpx.Response, max_bytes: int) -> bytes:
+    parts, size = [], 0
+    for part in response.iter_bytes():
+        size += len(part)
+        if size > max_bytes:
+            raise ResponseTooLarge(max_bytes)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _rpc_error(answer: dict[str, Any], url: str) -> RpcError:
+    err = answer["error"]
+    return RpcError(err.get("code", 0), str(err.get("message", "")), err.get("data"), redact(url))
 
 
 def _match_answers(answers: Any, ids: list[int], url: str) -> list[Any]:
     if not isinstance(answers, list):
         if isinstance(answers, dict) and isinstance(answers.get("error"), dict):
-            err = answers["error"]
-            raise RpcError(err.get("code", 0), str(err.get("message", "")), err.get("data"), redact(url))
+            raise _rpc_error(answers, url)
         raise TransientError("the node's answer is not a JSON-RPC response")
     by_id = {a.get("id"): a for a in answers if isinstance(a, dict)}
     results = []
@@ -284,64 +243,8 @@ def _match_answers(answers: Any, ids: list[int], url: str) -> list[Any]:
         if answer is None:
             raise TransientError(f"the node's batch answer lacks id {i}")
         if answer.get("error") is not None:
-            err = answer["error"]
-            raise RpcError(err.get("code", 0), str(err.get("message", "")), err.get("data"), redact(url))
+            raise _rpc_error(answer, url)
         if "result" not in answer:
             raise TransientError(f"the node's answer for id {i} has no result")
         results.append(answer["result"])
     return results
-
-
-# -- provider range and result-size limits ------------------------------------
-
-_SUGGESTED_PAIR = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")  # Alchemy
-_RANGE_NUMBER = re.compile(
-    r"(?:up to (?:a )?|max(?:imum)? (?:block )?range(?: of| is)? |limited to (?:a )?|range (?:of|limit(?: of)?) )"
-    r"(\d[\d,]*)(k?)",
-    re.IGNORECASE,
-)
-_LIMIT_WORDS = (
-    "query returned more than",  # Infura, geth
-    "log response size exceeded",  # Alchemy
-    "block range",  # "block range too large", "block range is too wide", erigon's "...block range exceeds..."
-    "range too large",
-    "range is too large",
-    "exceeds max block range",  # reth
-    "exceeds max results",  # reth
-    "limit exceeded",
-    "too many results",
-    "response size",
-    "is limited to",  # QuickNode
-    "max range",
-    "more than 10000",
-)
-_LIMIT_CODES = (-32005, -32614)  # Infura "limit exceeded", QuickNode "range limit"
-
-
-@dataclass(frozen=True)
-class RangeLimit:
-    """A provider refused an eth_getLogs range; ``suggested_blocks`` when it said what would work."""
-
-    suggested_blocks: int | None
-
-
-def range_limit(err: RpcError) -> RangeLimit | None:
-    """Whether err is a range or result-size refusal of eth_getLogs, and the range the provider suggests."""
-    text = err.message.lower()
-    data = err.data
-    if not (err.code in _LIMIT_CODES or any(word in text for word in _LIMIT_WORDS)):
-        return None
-    if isinstance(data, dict) and "from" in data and "to" in data:  # Infura: {"from": "0x..", "to": "0x.."}
-        try:
-            return RangeLimit(int(data["to"], 16) - int(data["from"], 16) + 1)
-        except (TypeError, ValueError):
-            pass
-    pair = _SUGGESTED_PAIR.search(err.message)
-    if pair:
-        return RangeLimit(int(pair.group(2), 16) - int(pair.group(1), 16) + 1)
-    number = _RANGE_NUMBER.search(err.message)
-    if number:
-        value = int(number.group(1).replace(",", "")) * (1000 if number.group(2).lower() == "k" else 1)
-        if "result" not in err.message[number.start() : number.end() + 10].lower():
-            return RangeLimit(value)
-    return RangeLimit(None)
