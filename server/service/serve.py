@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import grpc
@@ -34,6 +35,7 @@ from server.service.servicer import JobService
 log = logging.getLogger("chainsync.serve")
 
 SHUTDOWN_GRACE_S = 5.0
+SERVICE_NAMES = (jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name, health.SERVICE_NAME)
 REQUEST_ID_TTL_S = 24 * 60 * 60
 # grpc.aio serves every call on one event loop; this bounds how many are in
 # flight so a flood queues at the transport instead of exhausting memory.
@@ -137,14 +139,23 @@ def ipfs_gateways(settings: Settings) -> Gateways | None:
     )
 
 
-async def serve(settings: Settings) -> bool:
-    try:
-        parse_metrics_addr(settings.metrics_addr)  # bad input stops the server before anything opens
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-    store = open_store(settings.db)
-    metrics = ServerMetrics.create()
-    deps = SyncJobDeps(
+@dataclass
+class Parts:
+    """What one ``chainsync serve`` process runs, built from its settings."""
+
+    settings: Settings
+    store: JobStore
+    metrics: ServerMetrics
+    runner: Runner
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    gateways: Gateways | None
+
+
+def sync_job_deps(settings: Settings, metrics: ServerMetrics) -> SyncJobDeps:
+    """What every sync job of this server is given."""
+    return SyncJobDeps(
         rpc_urls=settings.rpc_urls,
         load_deployment=lambda: load_deployment(settings.deployment_path),
         kinds=entity_kinds(),
@@ -158,6 +169,17 @@ async def serve(settings: Settings) -> bool:
             silent_changes=settings.silent_changes,
         ),
     )
+
+
+def build(settings: Settings) -> Parts:
+    """Every part of the server, wired; nothing started yet."""
+    try:
+        parse_metrics_addr(settings.metrics_addr)  # bad input stops the server before anything opens
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    store = open_store(settings.db)
+    metrics = ServerMetrics.create()
+    deps = sync_job_deps(settings, metrics)
     runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
     metrics.registry.register(
         JobsCollector(store.count_by_state, lambda: (len(runner.running_job_ids()), runner.workers))
@@ -174,12 +196,13 @@ async def serve(settings: Settings) -> bool:
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    service_names = (
-        jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
-        health.SERVICE_NAME,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(service_names, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
+    port = listen(server, settings)
+    return Parts(settings, store, metrics, runner, server, health_servicer, port, deps.ipfs)
+
+
+def listen(server: grpc.aio.Server, settings: Settings) -> int:
+    """Binds CHAINSYNC_GRPC_ADDR, over TLS when given a certificate; the port, or SystemExit naming the setting."""
     if settings.tls_cert and settings.tls_key:
         with open(settings.tls_key, "rb") as key, open(settings.tls_cert, "rb") as cert:
             credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
@@ -188,33 +211,57 @@ async def serve(settings: Settings) -> bool:
         port = server.add_insecure_port(settings.grpc_addr)
     if port == 0:
         raise SystemExit(f"CHAINSYNC_GRPC_ADDR: cannot listen on {settings.grpc_addr}")
-    metrics_server = start_metrics(settings, metrics)
-    await server.start()
-    runner.start()
-    for name in (service_names[0], ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return port
+
+
+async def start(parts: Parts) -> MetricsServer | None:
+    """Starts serving calls and running jobs; says where."""
+    settings = parts.settings
+    metrics_server = start_metrics(settings, parts.metrics)
+    await parts.server.start()
+    parts.runner.start()
+    for name in (SERVICE_NAMES[0], ""):
+        await parts.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.grpc_addr.rsplit(":", 1)[0]
     tls = " over TLS" if settings.tls_cert else ""
-    print(f"chainsync gRPC JobService listening on {host}:{port}{tls} (store: {redact_db(settings.db)})", flush=True)
+    print(
+        f"chainsync gRPC JobService listening on {host}:{parts.port}{tls} (store: {redact_db(settings.db)})", flush=True
+    )
     if metrics_server is not None:
         print(f"chainsync metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
+    return metrics_server
 
+
+async def until_signalled(parts: Parts) -> None:
+    """Runs the retention sweep until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sweeper = asyncio.create_task(sweep_expired(store, settings.retention_s, stop))
-    await stop.wait()
-    await sweeper
+    await sweep_expired(parts.store, parts.settings.retention_s, stop)
+
+
+async def shut_down(parts: Parts, metrics_server: MetricsServer | None) -> bool:
+    """Stops claiming, gives running jobs SHUTDOWN_GRACE_S to save their checkpoint, stops serving.
+
+    True when every job let go in time."""
     log.info("shutting down")
-    await health_servicer.enter_graceful_shutdown()
-    drained = await asyncio.to_thread(runner.stop, SHUTDOWN_GRACE_S)
-    if deps.ipfs:
-        deps.ipfs.close()
-    await server.stop(SHUTDOWN_GRACE_S)
+    await parts.health.enter_graceful_shutdown()
+    drained = await asyncio.to_thread(parts.runner.stop, SHUTDOWN_GRACE_S)
+    if parts.gateways:
+        parts.gateways.close()
+    await parts.server.stop(SHUTDOWN_GRACE_S)
     if metrics_server is not None:
         metrics_server.stop()
     return drained
+
+
+async def serve(settings: Settings) -> bool:
+    """Builds the server, serves until a signal, shuts down; True when every running job let go in time."""
+    parts = build(settings)
+    metrics_server = await start(parts)
+    await until_signalled(parts)
+    return await shut_down(parts, metrics_server)
 
 
 def run(settings: Settings) -> None:
