@@ -35,6 +35,9 @@ HTTP_OF_CODE: dict[str, int] = {
     "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
 }
 
 
@@ -147,3 +150,7 @@ def markdown_table() -> str:
 def as_details(values: dict[str, Any]) -> dict[str, str]:
     """ErrorInfo metadata is string to string."""
     return {k: str(v) for k, v in values.items()}
+
+
+if __name__ == "__main__":
+    print(markdown_table())
