@@ -73,6 +73,13 @@ CATALOGUE: dict[str, Reason] = {
     ),
     "JOB_CANCELLED": Reason("FAILED_PRECONDITION", "The job was cancelled and has no result.", http_status=409),
     "JOB_STILL_RUNNING": Reason("ABORTED", "Delete asked a running job to cancel; it has not stopped yet. Retry."),
+    "CURSOR_NOT_FOUND": Reason("NOT_FOUND", "`after` names no job this token may see (or it was removed)."),
+    "CURSOR_NOT_COMPLETED": Reason(
+        "FAILED_PRECONDITION", "`after` names a job that has not completed; `details.state` says what it is.", 409
+    ),
+    "REORG_TOO_DEEP": Reason(
+        "FAILED_PRECONDITION", "The chain changed below the reorg window: run a full sync.", job_only=True
+    ),
     # Why a job failed (its errorCode).
     "JOB_TIMEOUT": Reason("DEADLINE_EXCEEDED", "The job ran past its timeout.", job_only=True),
     "RPC_UNAVAILABLE": Reason("UNAVAILABLE", "The EVM node did not answer within the retry budget.", job_only=True),

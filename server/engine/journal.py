@@ -29,22 +29,34 @@ class Touch:
 class SyncJournal(Protocol):
     """Where the engine saves its work as it goes, so that a job can resume.
 
-    ``checkpoint`` holds ``scannedTo`` (the last block whose logs are saved),
-    ``chunk`` (the adaptive range size) and ``hashes`` (block number -> hash of
-    the last chunk ends, to notice a reorg). ``save_scan`` saves one chunk's
-    touches with it.
+    ``checkpoint`` holds the plan (range, what to read again, the reorg handled),
+    ``scannedTo`` (the last block whose logs are saved) and ``chunk`` (the
+    adaptive range size); ``save_scan`` saves one chunk's touches with it.
     """
 
     checkpoint: dict[str, Any]
 
+    def save_plan(self, plan: Any) -> None:
+        """Keeps the plan in the checkpoint (saved with the next write)."""
+
     def save_scan(self, touches: list[Touch]) -> None: ...
+
+    def window(self) -> dict[int, str]:
+        """The block hashes of the job's window saved so far (block -> hash)."""
+
+    def save_window(self, hashes: dict[int, str]) -> None:
+        """Replaces the job's window: the hash of each of its blocks."""
 
     def event_count(self) -> int: ...
 
     def rewind(self, from_block: int) -> None:
-        """Forgets touches at or after from_block and every record read (a reorg replaced them)."""
+        """Forgets touches and window hashes at or after from_block, and every record read (a reorg replaced them)."""
 
-    def touched(self, kind: str) -> dict[int, Any]: ...
+    def touched(self, kind: str) -> dict[int, Any]:
+        """Entity id -> provenance of its creating event (None when not seen), of this job's scan."""
+
+    def earlier_touches(self, kind: str, since: int) -> set[int]:
+        """Ids that the results this job continues from listed from blocks at or after since."""
 
     def done_ids(self, kind: str) -> set[str]: ...
 

@@ -64,8 +64,6 @@ def resolve_range(request: dict[str, Any], head: int, earliest: int, confirmatio
                 reason="INVALID_RANGE",
             )
         if from_block > to_block:
-            if request.get("incremental"):
-                return BlockRange(to_block + 1, to_block)  # already up to date: an empty range
             raise invalid_argument("fromBlock", f"{from_block} is after toBlock {to_block}", reason="INVALID_RANGE")
         return BlockRange(from_block, to_block)
     if request.get("isFullSync"):

@@ -15,14 +15,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import SyncJournal, Touch
-from server.engine.ranges import BlockRange
-from server.engine.reorgs import first_changed_block, remember_hash
+from server.engine.ranges import BlockRange, safe_head
+from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
 from server.engine.silent import SilentChanges
 from server.engine.stats import SyncStats
 from server.errors import ChainsyncError
@@ -45,8 +45,32 @@ class SyncOptions:
     max_logs_per_chunk: int = 10_000  # a chunk with more logs halves the next range
     max_logs_bytes: int = 16 * 1024 * 1024  # a larger eth_getLogs answer is dropped and its range halved
     silent_changes: str = "auto"  # auto | trace | blocks | off: how event-less changes are found
-    reorg_retries: int = 3
-    keep_hashes: int = 64  # chunk-end hashes kept in the checkpoint
+    reorg_retries: int = 3  # reorgs under one job before it gives up (CHAIN_UNSTABLE)
+    reorg_window: int = 128  # blocks up to toBlock whose hashes (and touches) a job keeps: CHAINSYNC_REORG_WINDOW
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What one job reads: the blocks it scans, what it reads at their end, and what earlier results listed."""
+
+    range: BlockRange
+    full: bool = False  # read every id 1..counter at toBlock
+    confirmations: int = 0
+    # Earlier results' entities touched at or after this block are read again at toBlock (or listed as dropped).
+    reread_from: int | None = None
+    window_floor: int = 0  # the job's window does not start below this block (where its records begin)
+    after: str | None = None  # the cursor it continues from: a reorg below its range moves its start down
+    reorg: Reorg | None = None  # the branch switch this job handles
+    inherited: dict[int, str] = field(default_factory=dict)  # window hashes known good from the cursor
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    plan: SyncPlan  # as it ended (a reorg moves the range)
+    counts: dict[str, int]  # records per kind
+    dropped: dict[str, list[str]]  # ids earlier results listed that do not exist at toBlock
+    to_block_hash: str
+    window_from: int  # the lowest block whose hash (and touches) the job keeps
 
 
 ProgressCallback = Callable[[SyncStats, str], None]
@@ -158,9 +182,8 @@ class SyncEngine:
         size = int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks))
         sizer = ChunkSizer(size, self.options.log_chunk_max, self.options.grow_after, self.options.max_logs_per_chunk)
 
-        def fetch(start: int) -> tuple[int, list[dict[str, Any]], str]:
-            stop, logs = self._logs_adaptive(start, rng.to_block, addresses, sizer, stats)
-            return stop, logs, self.block_hash(stop)
+        def fetch(start: int) -> tuple[int, list[dict[str, Any]]]:
+            return self._logs_adaptive(start, rng.to_block, addresses, sizer, stats)
 
         start = scanned_to + 1
         if start > rng.to_block:
@@ -170,18 +193,14 @@ class SyncEngine:
             # copy_context: lines logged in the helper thread carry the job's log context too
             pending = prefetch.submit(copy_context().run, fetch, start)
             while pending is not None:
-                stop, logs, stop_hash = pending.result()
+                stop, logs = pending.result()
                 pending = prefetch.submit(copy_context().run, fetch, stop + 1) if stop < rng.to_block else None
                 try:
                     touches = log_touches(logs, by_address)
                     stats.events_found += len(touches)
                     events = len(touches)
                     touches += self.silent.touches(start, stop, by_address)
-                    journal.checkpoint.update(
-                        scannedTo=stop,
-                        chunk=sizer.size,
-                        hashes=remember_hash(journal.checkpoint, stop, stop_hash, self.options.keep_hashes),
-                    )
+                    journal.checkpoint.update(scannedTo=stop, chunk=sizer.size)
                     journal.save_scan(touches)
                     stats.blocks_done += stop - start + 1
                     self.metrics.scanned(stop - start + 1, events)
@@ -224,68 +243,135 @@ class SyncEngine:
                 progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
 
     def read_all(
-        self,
-        rng: BlockRange,
-        kind_names: list[str],
-        full: bool,
-        stats: SyncStats,
-        progress: ProgressCallback,
-        journal: SyncJournal,
-    ) -> dict[str, int]:
-        plan: dict[str, tuple[list[int], dict[int, Any]]] = {}
+        self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
+    ) -> tuple[dict[str, int], dict[str, list[str]]]:
+        """Reads every entity to report at plan.range.to_block; (records per kind, ids that no longer exist).
+
+        To report: those the scan touched, every id for a full sync, and what earlier results listed from
+        blocks at or after plan.reread_from (dropped by a reorg, or past this toBlock): each read again,
+        or listed as dropped when its id is past the counter at toBlock.
+        """
+        to_block = plan.range.to_block
+        todo: dict[str, tuple[list[int], dict[int, Any]]] = {}
         counts: dict[str, int] = {}
+        dropped: dict[str, list[str]] = {}
         stats.records_done = 0
         for name in kind_names:
             created = journal.touched(name)
             ids = set(created)
-            if full:
-                ids |= set(range(1, self.count(self.kinds[name], rng.to_block) + 1))
+            earlier = journal.earlier_touches(name, plan.reread_from) - ids if plan.reread_from is not None else set()
+            if plan.full or earlier:
+                count = self.count(self.kinds[name], to_block)
+                ids |= set(range(1, count + 1)) if plan.full else {i for i in earlier if i <= count}
+                dropped[name] = [str(i) for i in sorted(earlier) if i > count]
             done = journal.done_ids(name)
             counts[name] = len(ids)
             stats.records_done += len(done)
-            plan[name] = (sorted(i for i in ids if str(i) not in done), created)
+            todo[name] = (sorted(i for i in ids if str(i) not in done), created)
         stats.records_total = sum(counts.values())
         log.info(
             "scan done; reading records",
-            extra={"events": stats.events_found, "records": stats.records_total, "block": rng.to_block},
+            extra={"events": stats.events_found, "records": stats.records_total, "block": to_block},
         )
-        progress(stats, f"Reading {stats.records_total} records at block {rng.to_block}")
+        progress(stats, f"Reading {stats.records_total} records at block {to_block}")
         for name in kind_names:
-            ids, created = plan[name]
-            self.read_entities(self.kinds[name], ids, created, rng.to_block, stats, progress, journal)
-        return counts
+            ids, created = todo[name]
+            self.read_entities(self.kinds[name], ids, created, to_block, stats, progress, journal)
+        return counts, {k: v for k, v in dropped.items() if v}
 
-    # -- the whole range ----------------------------------------------------
+    # -- the chain under the range ------------------------------------------
+
+    def hashes_now(self, numbers: list[int]) -> dict[int, str | None]:
+        """The chain's hash of each block now; None for a block it does not have."""
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        return {n: (b or {}).get("hash") for n, b in zip(numbers, blocks)}
+
+    def continue_after(self, cursor: Cursor, safe_head: int) -> SyncPlan:
+        """The plan of an incremental sync from a cursor: after it, or from the fork if the chain switched.
+
+        What the cursor's chain of results listed from blocks now dropped, or past the new toBlock (a
+        shorter chain), is read again at the new toBlock or listed as dropped.
+        """
+        fork = fork_point(cursor.window, self.hashes_now, self.options.reorg_window)
+        start = cursor.to_block + 1 if fork is None else fork
+        reorg = None if fork is None else Reorg(fork, cursor.to_block - fork + 1)
+        reread_from = min(start, safe_head + 1)
+        rng = BlockRange(start, safe_head) if start <= safe_head else BlockRange(safe_head + 1, safe_head)
+        return SyncPlan(
+            rng,
+            reread_from=reread_from if reread_from <= cursor.to_block else None,
+            window_floor=cursor.window_from,
+            reorg=reorg,
+            inherited={b: h for b, h in cursor.window.items() if b < reread_from},
+        )
+
+    def record_window(self, plan: SyncPlan, journal: SyncJournal) -> tuple[dict[int, str], int | None]:
+        """The hash of every block of the job's window, saved before its logs are read; and the first
+        block of the window the chain no longer has (None when it has them all)."""
+        to_block = plan.range.to_block
+        window = {b: h for b, h in {**plan.inherited, **journal.window()}.items() if b <= to_block}
+        start = window_start(to_block, self.options.reorg_window, plan.window_floor)
+        missing = [b for b in range(start, to_block + 1) if b not in window]
+        now = self.hashes_now(missing) if missing else {}
+        window.update({b: h for b, h in now.items() if h is not None})
+        window = {b: h for b, h in window.items() if b >= start}
+        journal.save_window(window)
+        return window, min((b for b, h in now.items() if h is None), default=None)
+
+    def _after_reorg(self, plan: SyncPlan, window: dict[int, str], fork: int, journal: SyncJournal) -> SyncPlan:
+        """The plan once the chain under the job's window switched at fork (or lost blocks from fork on):
+        keep what still exists, sync again from the fork."""
+        rng = plan.range
+        to_block = rng.to_block
+        if self.hashes_now([to_block])[to_block] is None:  # the chain is now shorter than toBlock
+            to_block = max(fork - 1, safe_head(self.head(), plan.confirmations))
+        start, reread_from = rng.from_block, plan.reread_from
+        if plan.after is not None and fork < rng.from_block:  # into blocks an earlier result covered
+            start = fork
+            reread_from = fork if reread_from is None else min(reread_from, fork)
+        fork_block = min(fork, plan.reorg.fork_block) if plan.reorg else fork
+        top = max(rng.to_block, fork_block + plan.reorg.dropped_blocks - 1) if plan.reorg else rng.to_block
+        journal.rewind(max(fork, start))
+        return replace(
+            plan,
+            range=BlockRange(start, to_block) if start <= to_block else BlockRange(to_block + 1, to_block),
+            reread_from=reread_from,
+            reorg=Reorg(fork_block, top - fork_block + 1),
+            inherited={b: h for b, h in window.items() if b < fork},
+        )
+
+    # -- the whole plan -----------------------------------------------------
 
     def run(
-        self,
-        rng: BlockRange,
-        kind_names: list[str],
-        full: bool,
-        stats: SyncStats,
-        progress: ProgressCallback,
-        journal: SyncJournal,
-    ) -> dict[str, int]:
-        """Scans the range and saves every touched entity's state at rng.to_block. Returns counts per kind.
+        self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
+    ) -> SyncOutcome:
+        """Scans the plan's range and saves every entity to report at its toBlock.
 
-        Resumable: work the journal already holds is not done again. When the
-        chain under the scanned range changed by the end (a reorg), the changed
-        part is scanned again and every record read again, up to reorg_retries times.
+        Resumable: work the journal already holds is not done again. When the chain under the job's
+        window changed by the end (a reorg), it keeps what still exists: syncs again from the fork
+        (up to reorg_retries times), reading again what the dropped blocks had touched.
         """
-        stats.blocks_total = rng.size
         for _ in range(self.options.reorg_retries + 1):
-            self.scan_logs(rng, kind_names, stats, progress, journal)
-            counts = self.read_all(rng, kind_names, full, stats, progress, journal)
-            fork = first_changed_block(journal.checkpoint, self.block_hashes, rng.from_block)
+            stats.blocks_total = plan.range.size
+            journal.save_plan(plan)
+            window, gone = self.record_window(plan, journal)
+            if gone is None:
+                self.scan_logs(plan.range, kind_names, stats, progress, journal)
+                counts, dropped = self.read_all(plan, kind_names, stats, progress, journal)
+            fork = gone if gone is not None else fork_point(window, self.hashes_now, self.options.reorg_window)
             if fork is None:
-                return counts
+                to_hash = window.get(plan.range.to_block) or self.block_hash(plan.range.to_block)
+                return SyncOutcome(plan, counts, dropped, to_hash, min(window, default=plan.range.from_block))
             stats.reorgs += 1
-            log.warning("the chain changed under the scanned range; syncing again", extra={"from_block": fork})
-            journal.rewind(fork)
-            progress(stats, f"The chain changed at or after block {fork}: syncing {fork}..{rng.to_block} again")
+            log.warning("the chain changed under the job's blocks; syncing again", extra={"from_block": fork})
+            plan = self._after_reorg(plan, window, fork, journal)
+            progress(
+                stats,
+                f"The chain changed at block {fork}: syncing {plan.range.from_block}..{plan.range.to_block} again",
+            )
         raise ChainsyncError(
             "CHAIN_UNSTABLE",
-            f"the chain kept reorganising under blocks {rng.from_block}..{rng.to_block}; "
+            f"the chain kept reorganising under blocks {plan.range.from_block}..{plan.range.to_block}; "
             "sync again with more confirmations",
         )
 

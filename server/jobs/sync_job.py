@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import Touch
-from server.engine.ranges import BlockRange, resolve_range
+from server.engine.ranges import BlockRange, resolve_range, safe_head
+from server.engine.reorgs import Cursor, Reorg
 from server.engine.stats import SyncStats
-from server.engine.sync import SyncEngine, SyncOptions
+from server.engine.sync import SyncEngine, SyncOptions, SyncPlan
 from server.errors import ChainsyncError
 from server.jobs.ipfs import ContentStats, Gateways, resolve_job_content
 from server.jobs.runner import JobContext
@@ -49,32 +50,44 @@ class SyncJobDeps:
 
 
 class StoreJournal:
-    """The engine's SyncJournal, saved in the job store under one job."""
+    """The engine's SyncJournal, saved in the job store under one job (and reading its cursor's records)."""
 
-    def __init__(self, store: JobStore, job_id: str, checkpoint: dict[str, Any], owner: str) -> None:
+    def __init__(self, store: JobStore, job_id: str, checkpoint: dict[str, Any], owner: str, after: str | None) -> None:
         self.store = store
         self.job_id = job_id
         self.checkpoint = dict(checkpoint)
         self.owner = owner
+        self.after = after  # the cursor: the job this one continues from
 
     def _written(self, ok: bool) -> None:
         if not ok:
             raise Stopped(LOST)  # our lease expired and another worker took the job
 
+    def save_plan(self, plan: SyncPlan) -> None:
+        self.checkpoint.update(plan_to_checkpoint(plan))
+
     def save_scan(self, touches: list[Touch]) -> None:
         rows = [(t.kind, t.entity_id, t.block, t.log_index, t.created) for t in touches]
         self._written(self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows, owner=self.owner))
+
+    def window(self) -> dict[int, str]:
+        return self.store.window(self.job_id)
+
+    def save_window(self, hashes: dict[int, str]) -> None:
+        self._written(self.store.save_window(self.job_id, hashes, checkpoint=self.checkpoint, owner=self.owner))
 
     def event_count(self) -> int:
         return self.store.touched_event_count(self.job_id)
 
     def rewind(self, from_block: int) -> None:
-        hashes = {b: h for b, h in self.checkpoint.get("hashes", {}).items() if int(b) < from_block}
-        self.checkpoint.update(scannedTo=from_block - 1, hashes=hashes)
+        self.checkpoint.update(scannedTo=from_block - 1)
         self._written(self.store.rewind(self.job_id, from_block, self.checkpoint, owner=self.owner))
 
     def touched(self, kind: str) -> dict[int, Any]:
         return self.store.touched(self.job_id, kind)
+
+    def earlier_touches(self, kind: str, since: int) -> set[int]:
+        return self.store.kept_touches(self.after, kind, since) if self.after else set()
 
     def done_ids(self, kind: str) -> set[str]:
         return self.store.record_ids(self.job_id, kind)
@@ -85,82 +98,71 @@ class StoreJournal:
         )
 
 
-def _range_for(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps) -> BlockRange:
-    checkpoint = ctx.job.checkpoint
-    if "fromBlock" in checkpoint:  # resuming: the range the job started with
-        return BlockRange(int(checkpoint["fromBlock"]), int(checkpoint["toBlock"]))
-    confirmations = int(ctx.job.request.get("confirmations", deps.confirmations))
-    request = ctx.job.request
+def plan_to_checkpoint(plan: SyncPlan) -> dict[str, Any]:
+    """The plan as the job's checkpoint keeps it (a resumed job goes on with the plan it had)."""
+    return {
+        "fromBlock": plan.range.from_block,
+        "toBlock": plan.range.to_block,
+        "full": plan.full,
+        "confirmations": plan.confirmations,
+        "rereadFrom": plan.reread_from,
+        "windowFloor": plan.window_floor,
+        "after": plan.after,
+        "reorg": asdict(plan.reorg) if plan.reorg else None,
+    }
+
+
+def plan_from_checkpoint(checkpoint: dict[str, Any], request: dict[str, Any]) -> SyncPlan:
+    rng = BlockRange(int(checkpoint["fromBlock"]), int(checkpoint["toBlock"]))
+    return SyncPlan(
+        rng,
+        full=checkpoint.get("full", bool(request.get("isFullSync"))),
+        confirmations=checkpoint.get("confirmations", 0),
+        reread_from=checkpoint.get("rereadFrom"),
+        window_floor=checkpoint.get("windowFloor", rng.from_block),
+        after=checkpoint.get("after"),
+        reorg=Reorg(**checkpoint["reorg"]) if checkpoint.get("reorg") else None,
+    )
+
+
+def load_cursor(store: JobStore, job: JobRecord) -> Cursor | None:
+    """The cursor an incremental sync continues from: the job named by ``after``, else the last completed
+    sync of its type its caller can see; None when there is none (the sync is then a full one)."""
+    after = job.request.get("after")
+    if after is None:
+        after = store.last_completed_id(job.type, job.principal)
+        if after is None:
+            return None
+    summary = store.result_summary(after)
+    if summary is None:  # removed since the request was accepted (retention, a delete)
+        raise ChainsyncError("CURSOR_NOT_FOUND", f"after: job {after} no longer exists", {"field": "after"})
+    window = store.window(after)
+    return Cursor(after, summary.to_block, summary.to_block_hash, window, min(window, default=summary.to_block))
+
+
+def make_plan(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps) -> SyncPlan:
+    """What the job reads: the plan it started with when resuming; else from its cursor, or its range."""
+    job = ctx.job
+    if "fromBlock" in job.checkpoint:
+        return plan_from_checkpoint(job.checkpoint, job.request)
+    confirmations = int(job.request.get("confirmations", deps.confirmations))
+    head = engine.head()
+    request = job.request
     if request.get("incremental"):
-        request = {**request, **_continue_from(ctx.store.last_completed(ctx.job.type), engine)}
-    return resolve_range(request, engine.head(), deployment.earliest_block, confirmations)
-
-
-def _continue_from(last: ResultSummary | None, engine: SyncEngine) -> dict[str, Any]:
-    """Where an incremental sync starts: after the last completed sync of its type, if the chain
-    still has that sync's last block; if that block was reorganised away, its whole range again."""
-    if last is None:
-        return {"isFullSync": True}
-    if engine.block_hash(last.to_block) != last.to_block_hash:
-        return {"fromBlock": last.from_block}
-    return {"fromBlock": last.to_block + 1}
+        cursor = load_cursor(ctx.store, job)
+        if cursor is not None:
+            plan = engine.continue_after(cursor, safe_head(head, confirmations))
+            return replace(plan, confirmations=confirmations, after=cursor.job_id)
+        request = {**request, "isFullSync": True}  # nothing to continue from: everything
+    rng = resolve_range(request, head, deployment.earliest_block, confirmations)
+    return SyncPlan(rng, full=bool(request.get("isFullSync")), confirmations=confirmations, window_floor=rng.from_block)
 
 
 def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
-    job = ctx.job
-    store = ctx.store
-
     rpc = JsonRpc(deps.rpc_urls, stop=ctx.stop, budget_s=deps.rpc_budget_s, metrics=deps.metrics)
-    stats: SyncStats | None = None
+    stats = SyncStats()
     try:
-        deployment = deps.load_deployment()
-        engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics)
-        chain_id = engine.check_chain()
-        rng = _range_for(ctx, engine, deployment, deps)
-        checkpoint = {**job.checkpoint, "fromBlock": rng.from_block, "toBlock": rng.to_block}
-        journal = StoreJournal(store, job.id, checkpoint, ctx.owner)
-        scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
-        stats = SyncStats(blocks_total=rng.size, blocks_done=scanned_to - rng.from_block + 1)
-        verb = "Resuming" if job.attempts > 1 else "Syncing"
-        log.info(
-            "job started",
-            extra={"blocks": f"{rng.from_block}..{rng.to_block}", "scanned_to": scanned_to, "chain_id": chain_id},
-        )
-        ctx.report(
-            0,
-            f"{verb} blocks {rng.from_block}..{rng.to_block}",
-            stats.as_dict(),
-            force=True,
-            from_block=rng.from_block,
-            to_block=rng.to_block,
-        )
-
-        def progress(s: SyncStats, message: str) -> None:
-            ctx.report(s.percent(), message, s.as_dict())
-
-        counts = engine.run(
-            rng, list(JOB_TYPES[job.type]), bool(job.request.get("isFullSync")), stats, progress, journal
-        )
-        ctx.stop.raise_if_stopped()
-        content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
-        summary = ResultSummary(
-            from_block=rng.from_block,
-            to_block=rng.to_block,
-            to_block_hash=engine.block_hash(rng.to_block),
-            chain_id=chain_id,
-            events_count=stats.events_found,
-            processing_time_ms=int((time.time() - (job.started_at or time.time())) * 1000),
-            record_counts=counts,
-        )
-        total = sum(counts.values())
-        _finish(
-            ctx,
-            deps.metrics,
-            "completed",
-            summary=summary,
-            stats={**stats.as_dict(), **(content.as_dict() if content else {})},
-            message=f"Synced {total} records from blocks {rng.from_block}..{rng.to_block}",
-        )
+        _sync(ctx, deps, rpc, stats)
     except Stopped as stop:
         _stopped(ctx, stop.reason, stats, deps.metrics)
     except ChainsyncError as exc:
@@ -182,6 +184,55 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         )
     finally:
         rpc.close()
+
+
+def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) -> None:
+    """The job's work, start to completed: plan, engine, IPFS content, result summary."""
+    job = ctx.job
+    deployment = deps.load_deployment()
+    engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics)
+    chain_id = engine.check_chain()
+    plan = make_plan(ctx, engine, deployment, deps)
+    rng = plan.range
+    journal = StoreJournal(ctx.store, job.id, {**job.checkpoint, **plan_to_checkpoint(plan)}, ctx.owner, plan.after)
+    scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
+    stats.blocks_total, stats.blocks_done = rng.size, scanned_to - rng.from_block + 1
+    log.info(
+        "job started",
+        extra={"blocks": f"{rng.from_block}..{rng.to_block}", "scanned_to": scanned_to, "chain_id": chain_id},
+    )
+    verb = "Resuming" if job.attempts > 1 else "Syncing"
+    message = f"{verb} blocks {rng.from_block}..{rng.to_block}"
+    ctx.report(0, message, stats.as_dict(), force=True, from_block=rng.from_block, to_block=rng.to_block)
+
+    def progress(s: SyncStats, message: str) -> None:
+        ctx.report(s.percent(), message, s.as_dict())
+
+    outcome = engine.run(plan, list(JOB_TYPES[job.type]), stats, progress, journal)
+    rng = outcome.plan.range
+    ctx.stop.raise_if_stopped()
+    content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
+    summary = ResultSummary(
+        from_block=rng.from_block,
+        to_block=rng.to_block,
+        to_block_hash=outcome.to_block_hash,
+        chain_id=chain_id,
+        events_count=stats.events_found,
+        processing_time_ms=int((time.time() - (job.started_at or time.time())) * 1000),
+        record_counts=outcome.counts,
+        after_job_id=outcome.plan.after,
+        window_from=outcome.window_from,
+        reorg=asdict(outcome.plan.reorg) if outcome.plan.reorg else None,
+        dropped=outcome.dropped,
+    )
+    _finish(
+        ctx,
+        deps.metrics,
+        "completed",
+        summary=summary,
+        stats={**stats.as_dict(), **(content.as_dict() if content else {})},
+        message=f"Synced {sum(outcome.counts.values())} records from blocks {rng.from_block}..{rng.to_block}",
+    )
 
 
 def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> ContentStats:
