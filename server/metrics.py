@@ -91,8 +91,8 @@ class ServerMetrics:
             ),
             rpc_requests=Counter(
                 "chainsync_rpc_requests",
-                "HTTP requests to the EVM node, by endpoint (scheme://host:port only) and outcome.",
-                ["endpoint", "outcome"], registry=r,
+                "HTTP requests to the EVM node, by endpoint (scheme://host:port only), JSON-RPC method and outcome.",
+                ["endpoint", "method", "outcome"], registry=r,
             ),
             rpc_duration=Histogram(
                 "chainsync_rpc_request_duration_seconds",
@@ -135,7 +135,7 @@ class ServerMetrics:
 
     def rpc_request(self, url: str, method: str, outcome: str, seconds: float) -> None:
         """One HTTP request to the node; url is redacted to scheme://host:port (keys live in path and query)."""
-        self._child(self.rpc_requests, _endpoint(url), outcome).inc()
+        self._child(self.rpc_requests, _endpoint(url), method, outcome).inc()
         self._child(self.rpc_duration, method).observe(seconds)
 
     def rpc_retry(self, url: str) -> None:

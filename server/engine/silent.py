@@ -10,18 +10,26 @@ found by one of the strategies of ``CHAINSYNC_SILENT_CHANGES``:
 - ``auto``: traces where the node serves them, else blocks;
 - ``off``: none (events only).
 
-A call counts only when its transaction's receipt says it succeeded.
+A call counts only when its transaction's receipt says it succeeded. Under
+``auto``, whether an endpoint serves ``trace_filter`` is asked once per
+endpoint (``TraceSupport``: the server probes its endpoints when it starts and
+every hour, and again after traces failed) and the answer is logged once; a
+job reads the answer and never sends a probe bound to fail.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from server.engine.contracts import EntityKind
 from server.engine.journal import Touch
 from server.errors import ChainsyncError
-from server.metrics import ServerMetrics
+from server.logs import redact
+from server.metrics import NO_METRICS, ServerMetrics
+from server.retry import Transient
 from server.transport.provider_limits import RpcError, range_limit
 from server.transport.rpc import JsonRpc
 
@@ -29,31 +37,121 @@ log = logging.getLogger("chainsync.sync")
 
 STRATEGIES = ("auto", "trace", "blocks", "off")
 BLOCKS_PER_BATCH = 100  # blocks fetched per JSON-RPC batch when reading transactions
+PROBE_AGAIN_S = 3600.0  # an endpoint's trace_filter answer is asked again after this long
+PROBE_TIMEOUT_S = 5.0
+
+
+class TraceSupport:
+    """Which endpoints serve trace_filter: probed once per endpoint, kept for an hour, one per server."""
+
+    def __init__(self, recheck_s: float = PROBE_AGAIN_S) -> None:
+        self.recheck_s = recheck_s
+        self._answers: dict[str, tuple[bool, float]] = {}  # url -> (serves traces, when asked)
+        self._lock = threading.Lock()
+        self._probing: dict[str, threading.Lock] = {}  # one probe of an endpoint at a time; others wait for it
+
+    def answer(self, url: str) -> bool | None:
+        """What the last probe of url said, None when it was never asked or the answer is old."""
+        with self._lock:
+            found = self._answers.get(url)
+        return found[0] if found and time.monotonic() - found[1] < self.recheck_s else None
+
+    def forget(self, url: str) -> None:
+        """Traces failed where the probe said they work: ask again next time."""
+        with self._lock:
+            self._answers.pop(url, None)
+
+    def _probing_lock(self, url: str) -> threading.Lock:
+        with self._lock:
+            return self._probing.setdefault(url, threading.Lock())
+
+    def probe(self, url: str, metrics: ServerMetrics = NO_METRICS) -> bool | None:
+        """Whether url serves traces: the answer known, else asked now (a probe in flight is waited for)."""
+        with self._probing_lock(url):
+            known = self.answer(url)
+            return known if known is not None else self._ask(url, metrics)
+
+    def probe_in_background(self, url: str, metrics: ServerMetrics = NO_METRICS) -> threading.Thread:
+        """Starts asking url now (the server does, at start and every hour); a job that wants the answer
+        meanwhile waits for it rather than asking too."""
+        probing = self._probing_lock(url)
+        probing.acquire()
+
+        def ask() -> None:
+            try:
+                self._ask(url, metrics)
+            finally:
+                probing.release()
+
+        thread = threading.Thread(target=ask, name="chainsync-trace-probe", daemon=True)
+        thread.start()
+        return thread
+
+    def _ask(self, url: str, metrics: ServerMetrics) -> bool | None:
+        with JsonRpc([url], timeout_s=PROBE_TIMEOUT_S, budget_s=PROBE_TIMEOUT_S, metrics=metrics) as rpc:
+            try:
+                rpc.call("trace_filter", [{"fromBlock": "0x0", "toBlock": "0x0", "toAddress": [ZERO_ADDRESS]}])
+                serves, why = True, ""
+            except RpcError as err:
+                serves, why = False, err.message
+            except (ChainsyncError, Transient):
+                return None
+        with self._lock:
+            before = self._answers.get(url)
+            self._answers[url] = (serves, time.monotonic())
+        if before is None or before[0] != serves:  # said once per endpoint, and again only when it changes
+            if serves:
+                log.info("event-less changes: the endpoint serves trace_filter", extra={"endpoint": redact(url)})
+            else:
+                log.info(
+                    "event-less changes: the endpoint does not serve trace_filter; reading blocks' transactions",
+                    extra={"endpoint": redact(url), "error": why},
+                )
+        return serves
+
+
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class SilentChanges:
     """Finds the touches of successful mutator calls in a block range, by the configured strategy."""
 
-    def __init__(self, rpc: JsonRpc, strategy: str, trace_blocks: int, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, rpc: JsonRpc, strategy: str, trace_blocks: int, support: TraceSupport, metrics: ServerMetrics
+    ) -> None:
         self.rpc = rpc
         self.strategy = strategy
+        self.falls_back = strategy == "auto"  # traces failing: blocks instead (with `trace`: the job fails)
+        self.support = support
         self.metrics = metrics
         self._trace_size = trace_blocks  # trace_filter range, shrunk to what the node accepts
 
+    def _traces_served(self) -> bool:
+        """auto: whether the primary endpoint serves traces (asked now only when no probe has answered)."""
+        url = self.rpc.urls[0]
+        serves = self.support.answer(url)
+        if serves is None:
+            serves = bool(self.support.probe(url, self.metrics))
+        return serves
+
     def touches(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Touch]:
         """Entities changed by successful calls to id-taking mutators in start..stop (events or not)."""
+        if self.strategy == "auto":
+            self.strategy = "trace" if self._traces_served() else "blocks"
         if self.strategy == "off":
             return []
-        if self.strategy in ("auto", "trace"):
+        if self.strategy == "trace":
             try:
                 return self._from_traces(start, stop, by_address)
             except RpcError as err:
-                if self.strategy == "trace":
+                if not self.falls_back:
                     raise ChainsyncError(
                         "TRACE_UNSUPPORTED",
                         f"the node does not serve trace_filter ({err.message}); use CHAINSYNC_SILENT_CHANGES=blocks",
                     ) from err
-                self.strategy = "blocks"  # auto: this node has no traces; scan blocks from now on
+                log.warning("trace_filter failed; reading blocks' transactions", extra={"error": err.message})
+                self.support.forget(self.rpc.urls[0])
+                self.strategy = "blocks"
         return self._from_blocks(start, stop, by_address)
 
     def _traces(self, start: int, stop: int, addresses: list[str]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import SyncJournal, Touch
 from server.engine.ranges import BlockRange, safe_head
 from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
-from server.engine.silent import SilentChanges
+from server.engine.silent import SilentChanges, TraceSupport
 from server.engine.stats import SyncStats
 from server.errors import ChainsyncError
 from server.metrics import NO_METRICS, ServerMetrics
@@ -84,13 +84,15 @@ class SyncEngine:
         kinds: dict[str, EntityKind],
         options: SyncOptions = SyncOptions(),
         metrics: ServerMetrics = NO_METRICS,
+        trace_support: TraceSupport | None = None,
     ) -> None:
         self.rpc = rpc
         self.metrics = metrics
         self.deployment = deployment
         self.kinds = kinds
         self.options = options
-        self.silent = SilentChanges(rpc, options.silent_changes, options.log_chunk_max, metrics)
+        support = trace_support if trace_support is not None else TraceSupport()
+        self.silent = SilentChanges(rpc, options.silent_changes, options.log_chunk_max, support, metrics)
 
     # -- chain facts --------------------------------------------------------
 

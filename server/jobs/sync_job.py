@@ -22,6 +22,7 @@ from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import Touch
 from server.engine.ranges import BlockRange, resolve_range, safe_head
 from server.engine.reorgs import Cursor, Reorg
+from server.engine.silent import TraceSupport
 from server.engine.stats import SyncStats
 from server.engine.sync import SyncEngine, SyncOptions, SyncPlan
 from server.errors import ChainsyncError
@@ -47,6 +48,7 @@ class SyncJobDeps:
     rpc_budget_s: float = 30.0
     metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
     ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/jobs/ipfs.py)
+    trace_support: TraceSupport = field(default_factory=TraceSupport)  # which endpoints serve trace_filter
 
 
 class StoreJournal:
@@ -128,7 +130,7 @@ def plan_from_checkpoint(checkpoint: dict[str, Any], request: dict[str, Any]) ->
 def load_cursor(store: JobStore, job: JobRecord) -> Cursor | None:
     """The cursor an incremental sync continues from: the job named by ``after``, else the last completed
     sync of its type its caller can see; None when there is none (the sync is then a full one)."""
-    after = job.request.get("after")
+    after = job.request.get("afterJobId")
     if after is None:
         after = store.last_completed_id(job.type, job.principal)
         if after is None:
@@ -151,7 +153,10 @@ def make_plan(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps:
     if request.get("incremental"):
         cursor = load_cursor(ctx.store, job)
         if cursor is not None:
-            plan = engine.continue_after(cursor, safe_head(head, confirmations))
+            top = safe_head(head, confirmations)
+            if "toBlock" in request:  # an explicit end, checked as any range's
+                top = resolve_range({"fromBlock": 0, "toBlock": request["toBlock"]}, head, 0, confirmations).to_block
+            plan = engine.continue_after(cursor, top)
             return replace(plan, confirmations=confirmations, after=cursor.job_id)
         request = {**request, "isFullSync": True}  # nothing to continue from: everything
     rng = resolve_range(request, head, deployment.earliest_block, confirmations)
@@ -190,7 +195,7 @@ def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) ->
     """The job's work, start to completed: plan, engine, IPFS content, result summary."""
     job = ctx.job
     deployment = deps.load_deployment()
-    engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics)
+    engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics, deps.trace_support)
     chain_id = engine.check_chain()
     plan = make_plan(ctx, engine, deployment, deps)
     rng = plan.range

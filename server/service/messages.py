@@ -12,7 +12,7 @@ from chainsync.v1 import jobs_pb2
 from google.protobuf import json_format, timestamp_pb2
 
 from server import logs
-from server.jobs.store import JobRecord
+from server.jobs.store import JobRecord, ResultSummary
 from server.kinds import KINDS
 from server.states import STATE_ENUM, TYPE_ENUM
 
@@ -52,3 +52,25 @@ def job_message(job: JobRecord) -> jobs_pb2.Job:
 
 def record_message(kind: str, record: dict[str, Any]) -> Any:
     return json_format.ParseDict({k: v for k, v in record.items() if v is not None}, RECORD_MESSAGES[kind]())
+
+
+def result_message(job: JobRecord, summary: ResultSummary) -> jobs_pb2.SyncResult:
+    """A completed job's result without its records: range, cursor, reorg, dropped ids, totals."""
+    result = jobs_pb2.SyncResult(
+        job_id=job.id,
+        from_block=summary.from_block,
+        to_block=summary.to_block,
+        to_block_hash=summary.to_block_hash,
+        chain_id=summary.chain_id,
+        processing_time_ms=summary.processing_time_ms,
+        complete_time=timestamp(job.ended_at),
+        events_count=summary.events_count,
+        cursor=jobs_pb2.Cursor(job_id=job.id, to_block=summary.to_block, to_block_hash=summary.to_block_hash),
+        after_job_id=summary.after_job_id or "",
+        dropped=jobs_pb2.DroppedIds(**{kind: ids for kind, ids in summary.dropped.items() if kind in RECORD_MESSAGES}),
+        **{f"{kind.name}_total": summary.record_counts.get(kind.name, 0) for kind in KINDS},
+    )
+    if summary.reorg:
+        result.reorg.fork_block = summary.reorg["fork_block"]
+        result.reorg.dropped_blocks = summary.reorg["dropped_blocks"]
+    return result

@@ -52,10 +52,14 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
         body["toBlock"] = request.to_block
     if explicit_range and "fromBlock" in body and "toBlock" in body and body["fromBlock"] > body["toBlock"]:
         raise invalid_argument("fromBlock", f"{body['fromBlock']} is after toBlock {body['toBlock']}", "INVALID_RANGE")
-    if request.incremental:
+    if request.incremental or request.after_job_id:
+        field = "incremental" if request.incremental else "after"
         if request.HasField("blocks_back") or request.is_full_sync or request.HasField("from_block"):
-            raise invalid_argument("incremental", "cannot be combined with blocksBack, isFullSync or fromBlock")
+            raise invalid_argument(field, "cannot be combined with blocksBack, isFullSync or fromBlock")
         body["incremental"] = True
+    if request.after_job_id:
+        check_job_id(request.after_job_id, "after")
+        body["afterJobId"] = request.after_job_id
     if request.HasField("confirmations"):
         if request.confirmations > MAX_CONFIRMATIONS:
             raise invalid_argument("confirmations", f"must be at most {MAX_CONFIRMATIONS}, got {request.confirmations}")
@@ -73,6 +77,6 @@ def validate_start(request: jobs_pb2.StartSyncRequest, default_timeout_s: int) -
     return TYPE_NAME[request.type], body, timeout_s
 
 
-def check_job_id(job_id: str) -> None:
+def check_job_id(job_id: str, field: str = "jobId") -> None:
     if not UUID_RE.fullmatch(job_id):
-        raise invalid_argument("jobId", f"{job_id[:64]!r} is not a job id (a UUID)", "INVALID_JOB_ID")
+        raise invalid_argument(field, f"{job_id[:64]!r} is not a job id (a UUID)", "INVALID_JOB_ID")

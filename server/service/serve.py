@@ -150,7 +150,7 @@ class Parts:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     port: int
-    gateways: Gateways | None
+    deps: SyncJobDeps
 
 
 def sync_job_deps(settings: Settings, metrics: ServerMetrics) -> SyncJobDeps:
@@ -198,7 +198,7 @@ def build(settings: Settings) -> Parts:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
     port = listen(server, settings)
-    return Parts(settings, store, metrics, runner, server, health_servicer, port, deps.ipfs)
+    return Parts(settings, store, metrics, runner, server, health_servicer, port, deps)
 
 
 def listen(server: grpc.aio.Server, settings: Settings) -> int:
@@ -219,6 +219,9 @@ async def start(parts: Parts) -> MetricsServer | None:
     settings = parts.settings
     metrics_server = start_metrics(settings, parts.metrics)
     await parts.server.start()
+    if settings.silent_changes == "auto":  # before the first job: it waits for these answers, never asks itself
+        for url in settings.rpc_urls:
+            parts.deps.trace_support.probe_in_background(url, parts.metrics)
     parts.runner.start()
     for name in (SERVICE_NAMES[0], ""):
         await parts.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -232,13 +235,29 @@ async def start(parts: Parts) -> MetricsServer | None:
     return metrics_server
 
 
+async def probe_traces(parts: Parts, stop: asyncio.Event) -> None:
+    """CHAINSYNC_SILENT_CHANGES=auto: asks each endpoint again every hour whether it serves trace_filter
+    (``start`` asked first), so that no job sends a probe (server/engine/silent.py)."""
+    if parts.settings.silent_changes != "auto":
+        return
+    support = parts.deps.trace_support
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), support.recheck_s * 0.9)
+            return
+        except TimeoutError:
+            pass
+        for url in parts.settings.rpc_urls:
+            await asyncio.to_thread(support.probe_in_background(url, parts.metrics).join)
+
+
 async def until_signalled(parts: Parts) -> None:
-    """Runs the retention sweep until SIGINT or SIGTERM."""
+    """Runs the retention sweep and the trace probes until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await sweep_expired(parts.store, parts.settings.retention_s, stop)
+    await asyncio.gather(sweep_expired(parts.store, parts.settings.retention_s, stop), probe_traces(parts, stop))
 
 
 async def shut_down(parts: Parts, metrics_server: MetricsServer | None) -> bool:
@@ -248,8 +267,8 @@ async def shut_down(parts: Parts, metrics_server: MetricsServer | None) -> bool:
     log.info("shutting down")
     await parts.health.enter_graceful_shutdown()
     drained = await asyncio.to_thread(parts.runner.stop, SHUTDOWN_GRACE_S)
-    if parts.gateways:
-        parts.gateways.close()
+    if parts.deps.ipfs:
+        parts.deps.ipfs.close()
     await parts.server.stop(SHUTDOWN_GRACE_S)
     if metrics_server is not None:
         metrics_server.stop()

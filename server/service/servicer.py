@@ -26,7 +26,7 @@ from server.errors import ChainsyncError, invalid_argument, job_not_found
 from server.jobs.store import JobRecord, JobStore
 from server.kinds import KINDS
 from server.service.auth import Tokens
-from server.service.messages import RECORD_MESSAGES, job_message, record_message, timestamp
+from server.service.messages import RECORD_MESSAGES, job_message, record_message, result_message, timestamp
 from server.service.requests import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -57,6 +57,22 @@ def _decode_token(token: str) -> dict[str, int]:
     if not all(type(v) is int and 0 <= v < 2**62 for v in decoded.values()):
         raise ValueError(token)
     return decoded
+
+
+def no_result(job: JobRecord) -> ChainsyncError:
+    """Why a job that is not completed has no result: it failed, it was cancelled, or it is not done yet."""
+    details = {"jobId": job.id, "state": job.state}
+    if job.state == "failed":
+        return ChainsyncError(
+            "JOB_FAILED",
+            f"job {job.id} failed and has no result: {job.error_code}: {job.error_message}",
+            {**details, "errorCode": job.error_code or "", "error": job.error_message or ""},
+        )
+    if job.state == "cancelled":
+        return ChainsyncError("JOB_CANCELLED", f"job {job.id} was cancelled and has no result", details)
+    return ChainsyncError(
+        "JOB_NOT_COMPLETED", f"job {job.id} is {job.state}; its result is available once it is completed", details
+    )
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
@@ -94,6 +110,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def StartSync(self, request, context):
         job_type, body, timeout_s = validate_start(request, self.default_timeout_s)
+        if "afterJobId" in body:
+            await self._check_cursor(body["afterJobId"], job_type, context)
         request_id = logs.current_request_id()
         if request_id:  # the job's own log lines carry the request id of the call that started it
             body[logs.REQUEST_ID_KEY] = request_id
@@ -119,17 +137,30 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             result_url=f"/api/blockchain/sync/result/{job.id}",
         )
 
+    async def _check_cursor(self, after: str, job_type: str, context: grpc.aio.ServicerContext) -> None:
+        """``after`` names a completed job of this type the caller can see: else 404, 409 or 400 naming it."""
+        job = await asyncio.to_thread(self.store.get, after)
+        caller = self._caller(context)
+        if job is None or (caller is not None and job.principal != caller):
+            raise ChainsyncError(
+                "CURSOR_NOT_FOUND", f"after: no job with id {after}", {"field": "after", "jobId": after}
+            )
+        if job.state != "completed":
+            raise ChainsyncError(
+                "CURSOR_NOT_COMPLETED",
+                f"after: job {after} is {job.state}; a sync continues only from a completed one",
+                {"field": "after", "jobId": after, "state": job.state},
+            )
+        if job.type != job_type:
+            raise invalid_argument("after", f"job {after} is a {job.type}; this request is a {job_type}")
+
     async def GetJob(self, request, context):
         return job_message(await self._get(request.job_id, context))
 
     async def GetResult(self, request, context):
         job = await self._get(request.job_id, context)
         if job.state != "completed":
-            raise ChainsyncError(
-                "JOB_NOT_COMPLETED",
-                f"job {job.id} is {job.state}; its result is available once it is completed",
-                {"jobId": job.id, "state": job.state},
-            )
+            raise no_result(job)
         if not 0 <= request.page_size <= MAX_RESULT_PAGE:
             raise invalid_argument("pageSize", f"must be between 0 (everything) and {MAX_RESULT_PAGE}")
         try:
@@ -139,25 +170,15 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         return await asyncio.to_thread(self._result, job, request.page_size, offsets)
 
     def _result(self, job: JobRecord, page_size: int, offsets: dict[str, int]) -> jobs_pb2.SyncResult:
-        summary = self.store.result_summary(job.id)
-        result = jobs_pb2.SyncResult(
-            job_id=job.id,
-            from_block=summary.from_block,
-            to_block=summary.to_block,
-            to_block_hash=summary.to_block_hash,
-            chain_id=summary.chain_id,
-            processing_time_ms=summary.processing_time_ms,
-            complete_time=timestamp(job.ended_at),
-            events_count=summary.events_count,
-            **{f"{kind.name}_total": summary.record_counts.get(kind.name, 0) for kind in KINDS},
-        )
+        result = result_message(job, self.store.result_summary(job.id))
+        summary_counts = {kind.name: getattr(result, f"{kind.name}_total") for kind in KINDS}
         next_offsets, more = {}, False
         for kind in RECORD_MESSAGES:
             start = offsets.get(kind, 0)
             rows = self.store.records(job.id, kind, start, page_size or None)
             getattr(result, kind).extend(record_message(kind, r) for r in rows)
             next_offsets[kind] = start + len(getattr(result, kind))
-            more = more or next_offsets[kind] < summary.record_counts.get(kind, 0)
+            more = more or next_offsets[kind] < summary_counts[kind]
         if page_size and more:
             result.next_page_token = _encode_token(next_offsets)
         return result
