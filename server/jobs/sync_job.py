@@ -23,7 +23,7 @@ from server.engine.sync import BlockRange, SyncEngine, SyncOptions, SyncStats, T
 from server.errors import ChainsyncError
 from server.jobs.ipfs import ContentStats, Gateways, resolve_job_content
 from server.jobs.runner import JobContext, JobStopped
-from server.jobs.store import JobRecord, JobStore, ResultSummary
+from server.jobs.store import ContentCache, JobRecord, JobStore, ResultSummary
 from server.metrics import NO_METRICS, ServerMetrics
 from server.transport.rpc import JsonRpc, RetryPolicy, RpcError
 
@@ -44,6 +44,7 @@ class SyncJobDeps:
     kinds: dict[str, EntityKind]
     confirmations: int
     sync_options: SyncOptions
+    content_cache: ContentCache  # the IPFS content already fetched, for every job (with ipfs)
     rpc_budget_s: float = 30.0
     metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
     ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/jobs/ipfs.py)
@@ -147,7 +148,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
 
         counts = engine.run(rng, KINDS_BY_TYPE[job.type], bool(job.request.get("isFullSync")), stats, progress, journal)
         ctx.check()
-        content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
+        content = _resolve_content(ctx, deps.ipfs, deps.content_cache, stats) if deps.ipfs else None
         summary = ResultSummary(
             from_block=rng.from_block,
             to_block=rng.to_block,
@@ -189,7 +190,7 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         rpc.close()
 
 
-def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> ContentStats:
+def _resolve_content(ctx: JobContext, gateways: Gateways, cache: ContentCache, stats: SyncStats) -> ContentStats:
     """The IPFS step: after the records are read, their *Cid fields' content beside them.
 
     It stops fetching a little before the job's timeout (a tenth of it, at most 30 s), so that slow
@@ -203,6 +204,7 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
 
     return resolve_job_content(
         ctx.store,
+        cache,
         ctx.job.id,
         KINDS_BY_TYPE[ctx.job.type],
         gateways,
