@@ -31,7 +31,7 @@ from dataclasses import asdict
 from typing import Any
 
 from server.jobs.store.connector import Connector, Row, Transaction
-from server.jobs.store.records import TERMINAL_STATES, JobPage, JobPosition, JobRecord, ResultSummary
+from server.jobs.store.models import TERMINAL_STATES, JobPage, JobPosition, JobRecord, ResultSummary
 
 JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)  # the jobs columns a job query selects
 _JSON_FIELDS = ("request", "stats", "checkpoint")  # stored as JSON text
@@ -45,10 +45,6 @@ def job_from_row(row: Row) -> JobRecord:
         values[name] = json.loads(values[name])
     values["cancel_requested"] = bool(values["cancel_requested"])
     return JobRecord(**values)
-
-
-def _json_or_none(value: Any) -> str | None:
-    return json.dumps(value) if value is not None else None
 
 
 class JobStore:
@@ -213,7 +209,7 @@ class JobStore:
                 error_code=error_code,
                 error_message=error_message,
                 ended_at=time.time(),
-                stats=_json_or_none(stats),
+                stats=json.dumps(stats) if stats is not None else None,
                 owner=owner,
             )
             if not changed:
