@@ -7,7 +7,7 @@ Modules, one concern each:
 - ``rpc``       the JSON-RPC transport to the EVM node (batching, retries)
 - ``contracts`` what the sync knows of the platform's contracts (ABIs, topics)
 - ``sync``      the sync engine: range rules, log scan, getter reads
-- ``store``     the job store interface and its SQLite implementation
+- ``store``     the job store (jobs/store/): one JobStore on a SQLite or PostgreSQL connector
 - ``runner``    the thread pool that claims jobs, leases and heartbeats
 - ``jobs``      what running one sync job means (range, engine, finish)
 - ``servicer``  the gRPC JobService (grpc.aio)

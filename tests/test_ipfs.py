@@ -28,7 +28,7 @@ from rest_bridge.convert import record_json
 from server.config import Settings
 from server.jobs.cid import parse_cid, unixfs_file, verify
 from server.jobs.ipfs import CID_FIELDS, Gateways, IpfsSettings, resolve_job_content, with_content
-from server.jobs.store import SQLiteJobStore
+from server.jobs.store import ContentCache, JobStore, SQLiteConnector
 from server.service.messages import record_message
 from server.stopping import NEVER, Stopped
 from tests.processes import free_port, grpc_server, rest_bridge
@@ -360,6 +360,7 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
     def resolve(job_id: str, fetcher: Gateways, owner: str = "a"):
         return resolve_job_content(
             store,
+            ContentCache(store.connector),
             job_id,
             ["reports"],
             fetcher,
@@ -393,7 +394,7 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
                 "unresolved": [{"field": "titleCid", "cid": failing, "reason": "unavailable"}],
             },
         ]
-        assert backend.open().ipfs_cached([title, description, failing]) == {
+        assert ContentCache(backend.open().connector).get([title, description, failing]) == {
             title: "hello world",
             description: "Ünïcødé ✓",
         }, "another replica sees the cache; the failure is not cached"
@@ -412,7 +413,7 @@ def test_the_cache_serves_a_later_job_and_keeps_no_failures(backend: Backend) ->
 
 
 def test_out_of_time_the_step_stops_fetching_and_writes_what_it_has(tmp_path) -> None:
-    store = SQLiteJobStore(tmp_path / "jobs.sqlite3")
+    store = JobStore(SQLiteConnector(tmp_path / "jobs.sqlite3"))
     texts = [b"", b"first", b"second", b"third"]  # "" is content too: resolved to empty, not unresolved
     records = [{"id": str(i), "titleCid": raw_cid(t), "descriptionCid": ""} for i, t in enumerate(texts, 1)]
     job = running(store, "a")
@@ -421,6 +422,7 @@ def test_out_of_time_the_step_stops_fetching_and_writes_what_it_has(tmp_path) ->
     with Gateway({raw_cid(t): t for t in texts}) as gw, gateways(gw.url, batch=2) as fetcher:
         stats = resolve_job_content(
             store,
+            ContentCache(store.connector),
             job.id,
             ["reports"],
             fetcher,

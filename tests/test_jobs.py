@@ -19,7 +19,7 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from server.jobs.store import SQLiteJobStore
+from server.jobs.store import JobStore, SQLiteConnector
 from tests.processes import grpc_server, silent_rpc, stop_process
 from tests.stack import TERMINAL, slow_server, wait_for_state, wait_until
 
@@ -92,7 +92,7 @@ def test_a_node_that_never_answers_does_not_hold_up_cancel_timeout_or_shutdown(d
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=10) == 0
         assert time.monotonic() - t0 < 3.0, f"shutdown took {time.monotonic() - t0:.2f} s"
-    job = SQLiteJobStore(db).get(released)
+    job = JobStore(SQLiteConnector(db)).get(released)
     assert job.state == "pending" and "waiting to resume" in job.message, "released to resume from its checkpoint"
 
 

@@ -7,6 +7,7 @@ dropped when it ends; no other schema is touched.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -22,9 +23,9 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from psycopg import sql
 
-from server.jobs import store as store_module
-from server.jobs.store import MIGRATIONS, JobRecord, JobStore, ResultSummary, SQLiteJobStore
-from server.jobs.store_pg import PG_MIGRATIONS, PostgresJobStore
+from server.jobs.store import JobRecord, JobStore, ResultSummary, SQLiteConnector, job_store
+from server.jobs.store.migrate import migrations
+from server.jobs.store.postgres import PostgresConnector
 from tests.processes import grpc_server
 from tests.stack import TERMINAL, wait_for_state
 
@@ -54,7 +55,7 @@ def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
         path = tmp_path / "jobs.sqlite3"
 
         def open_store() -> JobStore:
-            return SQLiteJobStore(path)
+            return JobStore(SQLiteConnector(path))
 
         def versions() -> list[int]:
             with sqlite3.connect(path) as db:
@@ -63,7 +64,7 @@ def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
         schema = request.getfixturevalue("pg_schema")
 
         def open_store() -> JobStore:
-            store = PostgresJobStore(PG_URL, schema=schema, max_size=4)
+            store = JobStore(PostgresConnector(PG_URL, schema=schema, max_size=4))
             opened.append(store)
             return store
 
@@ -142,7 +143,7 @@ def test_concurrent_creates_with_one_request_id_make_one_job(backend: Backend) -
     for t in threads:
         t.join(timeout=30)
     assert len(results) == len(stores) and len(set(results)) == 1
-    assert stores[0].list_jobs(state=None, job_type=None, page_size=10, page_token="").total == 1
+    assert stores[0].list_jobs(state=None, job_type=None, page_size=10).total == 1
 
 
 # -- claims and leases ----------------------------------------------------------
@@ -185,7 +186,7 @@ def test_concurrent_claimers_never_get_the_same_job(backend: Backend) -> None:
         for job_id in each[:3]:
             job = store.get(job_id)
             assert job.state == "running" and job.attempts == 1
-    assert store.list_jobs(state="running", job_type=None, page_size=1, page_token="").total == 200
+    assert store.list_jobs(state="running", job_type=None, page_size=1).total == 200
 
 
 def test_an_expired_lease_hands_the_job_to_another_owner(backend: Backend) -> None:
@@ -213,20 +214,20 @@ def test_an_expired_lease_hands_the_job_to_another_owner(backend: Backend) -> No
 def test_replicas_with_skewed_clocks_agree_on_leases(pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Leases on PostgreSQL run on the database's clock: a replica whose clock is an hour slow holds
     its job as long as one with a true clock would, and one an hour fast does not block it for an hour."""
-    slow, true = (PostgresJobStore(PG_URL, schema=pg_schema, max_size=2) for _ in range(2))
+    slow, true = (JobStore(PostgresConnector(PG_URL, schema=pg_schema, max_size=2)) for _ in range(2))
     real_time = time.time
     try:
         held = slow.create(new_job())
-        monkeypatch.setattr(store_module.time, "time", lambda: real_time() - 3600)  # the slow replica's clock
+        monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # the slow replica's clock
         assert slow.claim_next("slow", 30).id == held.id
         assert slow.heartbeat(held.id, "slow", 30)
-        monkeypatch.setattr(store_module.time, "time", real_time)
+        monkeypatch.setattr(time, "time", real_time)
         assert true.claim_next("true", 30) is None, "a lease taken by a slow clock still holds"
 
         dropped = true.create(new_job())
-        monkeypatch.setattr(store_module.time, "time", lambda: real_time() + 3600)  # a fast clock
+        monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # a fast clock
         assert slow.claim_next("fast", 0.2).id == dropped.id
-        monkeypatch.setattr(store_module.time, "time", real_time)
+        monkeypatch.setattr(time, "time", real_time)
         time.sleep(0.3)
         assert true.claim_next("true", 30).id == dropped.id, "a lease taken by a fast clock runs out on time"
     finally:
@@ -313,7 +314,7 @@ def test_events_replay_every_change_after_a_sequence(store: JobStore) -> None:
 # -- listing, deleting, retention --------------------------------------------------
 
 
-def test_list_jobs_filters_newest_first_with_page_tokens_skip_and_totals(store: JobStore) -> None:
+def test_list_jobs_filters_newest_first_with_positions_skip_and_totals(store: JobStore) -> None:
     t = time.time()
     jobs = [store.create(new_job(t + n, job_type="reports_sync" if n % 2 else "blockchain_sync")) for n in range(7)]
     tied = [store.create(new_job(t + 10)) for _ in range(3)]  # same created_at: id breaks the tie
@@ -321,31 +322,34 @@ def test_list_jobs_filters_newest_first_with_page_tokens_skip_and_totals(store: 
     newest_first = sorted(tied, key=lambda j: j.id, reverse=True) + jobs[::-1]
     expected = [j.id for j in newest_first]
 
-    seen, token, pages = [], "", 0
+    seen, position, pages = [], None, 0
     while True:
-        page = store.list_jobs(state=None, job_type=None, page_size=3, page_token=token)
+        page = store.list_jobs(state=None, job_type=None, page_size=3, after=position)
         assert page.total == 10
         seen += [j.id for j in page.jobs]
         pages += 1
-        token = page.next_page_token
-        if not token:
+        position = page.next_position
+        if position is None:
             break
+        assert position == (page.jobs[-1].created_at, page.jobs[-1].id)
     assert seen == expected and pages == 4
 
-    everything = store.list_jobs(state=None, job_type=None, page_size=100, page_token="")
-    assert [j.id for j in everything.jobs] == expected and everything.next_page_token == ""
-    skipped = store.list_jobs(state=None, job_type=None, page_size=2, page_token="", skip=3)
+    everything = store.list_jobs(state=None, job_type=None, page_size=100)
+    assert [j.id for j in everything.jobs] == expected and everything.next_position is None
+    skipped = store.list_jobs(state=None, job_type=None, page_size=2, skip=3)
     assert [j.id for j in skipped.jobs] == expected[3:5] and skipped.total == 10
-    after_token = store.list_jobs(state=None, job_type=None, page_size=2, page_token=skipped.next_page_token, skip=1)
-    assert [j.id for j in after_token.jobs] == expected[6:8]
+    after_skipped = store.list_jobs(state=None, job_type=None, page_size=2, after=skipped.next_position, skip=1)
+    assert [j.id for j in after_skipped.jobs] == expected[6:8]
 
-    reports = store.list_jobs(state=None, job_type="reports_sync", page_size=2, page_token="")
+    reports = store.list_jobs(state=None, job_type="reports_sync", page_size=2)
     assert reports.total == 3 and [j.id for j in reports.jobs] == [jobs[5].id, jobs[3].id]
-    cancelled = store.list_jobs(state="cancelled", job_type="blockchain_sync", page_size=5, page_token="")
+    cancelled = store.list_jobs(state="cancelled", job_type="blockchain_sync", page_size=5)
     assert cancelled.total == 1 and [j.id for j in cancelled.jobs] == [jobs[0].id]
-    assert store.list_jobs(state="completed", job_type=None, page_size=5, page_token="").total == 0
-    with pytest.raises(ValueError):
-        store.list_jobs(state=None, job_type=None, page_size=5, page_token="not-a-token")
+    assert store.list_jobs(state="completed", job_type=None, page_size=5).total == 0
+    theirs = store.create(dataclasses.replace(new_job(t + 20), principal="alice"))
+    scoped = store.list_jobs(state=None, job_type=None, page_size=5, principal="alice")
+    assert scoped.total == 1 and [j.id for j in scoped.jobs] == [theirs.id]
+    assert store.list_jobs(state=None, job_type=None, page_size=5, principal="bob").total == 0
 
 
 def test_delete_removes_the_job_with_its_events_and_results(store: JobStore) -> None:
@@ -377,7 +381,7 @@ def test_purge_expired_removes_only_old_finished_jobs_and_old_request_ids(store:
 
 
 def test_chunks_touches_records_rewind_and_result(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "RECORDS_PAGE", 3)  # records() reads in pages: cross a few
+    monkeypatch.setattr(job_store, "RECORDS_PAGE", 3)  # records() reads in pages: cross a few
     job = running(store)
     created = {"block": 3, "tx": "0xab", "logIndex": 0}
     store.save_chunk(
@@ -426,7 +430,9 @@ def test_chunks_touches_records_rewind_and_result(store: JobStore, monkeypatch: 
 
 
 def test_migrations_are_applied_once_and_reopening_is_a_no_op(backend: Backend, store: JobStore) -> None:
-    expected = list(range(1, len(MIGRATIONS if backend.name == "sqlite" else PG_MIGRATIONS) + 1))
+    expected = [m.version for m in migrations("sqlite" if backend.name == "sqlite" else "postgres")]
+    assert expected == [1, 2, 3], "the versions databases made before the migration files carry"
+
     assert backend.schema_versions() == expected
     job = store.create(new_job())
     again = backend.open()
@@ -435,14 +441,14 @@ def test_migrations_are_applied_once_and_reopening_is_a_no_op(backend: Backend, 
 
 
 def test_replicas_opening_an_empty_schema_at_once_migrate_it_once(pg_schema: str) -> None:
-    stores: list[PostgresJobStore] = []
+    stores: list[JobStore] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(6)
 
     def open_one() -> None:
         barrier.wait()
         try:
-            stores.append(PostgresJobStore(PG_URL, schema=pg_schema, max_size=1))
+            stores.append(JobStore(PostgresConnector(PG_URL, schema=pg_schema, max_size=1)))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -455,7 +461,7 @@ def test_replicas_opening_an_empty_schema_at_once_migrate_it_once(pg_schema: str
         assert not errors and len(stores) == 6
         with psycopg.connect(PG_URL) as conn:
             query = sql.SQL("SELECT version FROM {}.schema_version").format(sql.Identifier(pg_schema))
-            assert [v for (v,) in conn.execute(query)] == list(range(1, len(PG_MIGRATIONS) + 1))
+            assert [v for (v,) in conn.execute(query)] == [m.version for m in migrations("postgres")]
     finally:
         for store in stores:
             store.close()

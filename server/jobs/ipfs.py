@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import httpx
 
 from server.jobs.cid import DAG_PB_CODEC, RAW_CODEC, Cid, parse_cid, unixfs_file, verify
+from server.jobs.store import ContentCache
 from server.kinds import KINDS
 from server.retry import GaveUp, RetryPolicy, retry_after_s, retry_call, transient_http_status
 from server.stopping import LOST, Stopped, StopToken
@@ -259,13 +260,9 @@ class ContentStats:
 
 
 class ContentStore(Protocol):
-    """What the step needs from the job store (server.jobs.store.SqlJobStore has it)."""
+    """What the step needs from the job store (server.jobs.store.JobStore has it)."""
 
     def records(self, job_id: str, kind: str) -> Iterable[dict[str, Any]]: ...
-
-    def ipfs_cached(self, cids: list[str]) -> dict[str, str]: ...
-
-    def ipfs_save(self, contents: dict[str, str]) -> None: ...
 
     def replace_records(
         self, job_id: str, kind: str, records: list[dict[str, Any]], owner: str | None = None
@@ -298,6 +295,7 @@ def with_content(
 
 def resolve_job_content(
     store: ContentStore,
+    cache: ContentCache,
     job_id: str,
     kinds: list[str],
     gateways: Gateways,
@@ -327,7 +325,7 @@ def resolve_job_content(
     names = sorted(wanted)
     cached: set[str] = set()
     for start in range(0, len(names), PAGE):
-        cached.update(store.ipfs_cached(names[start : start + PAGE]))
+        cached.update(cache.get(names[start : start + PAGE]))
     stats.cached = len(cached)
     missing = [wanted[c] for c in names if c not in cached]
     failures: dict[str, str] = {}
@@ -347,7 +345,7 @@ def resolve_job_content(
             {f.cid: "unavailable" if f.reason == "stopped" else f.reason for f in fetched if f.content is None}
         )
         if new:
-            store.ipfs_save(new)
+            cache.save(new)
         stats.fetched += len(new)
         stats.failed += len(fetched) - len(new)
         progress(stats.cached + stats.fetched + stats.failed, stats.cids, stats)
@@ -356,15 +354,16 @@ def resolve_job_content(
         for record in store.records(job_id, kind):
             page.append(record)
             if len(page) == PAGE:
-                stats.unresolved_fields += _rewrite(store, job_id, kind, page, failures, owner)
+                stats.unresolved_fields += _rewrite(store, cache, job_id, kind, page, failures, owner)
                 page = []
         if page:
-            stats.unresolved_fields += _rewrite(store, job_id, kind, page, failures, owner)
+            stats.unresolved_fields += _rewrite(store, cache, job_id, kind, page, failures, owner)
     return stats
 
 
 def _rewrite(
     store: ContentStore,
+    cache: ContentCache,
     job_id: str,
     kind: str,
     records: list[dict[str, Any]],
@@ -373,7 +372,7 @@ def _rewrite(
 ) -> int:
     """Writes these records back with their content; returns how many fields stay unresolved."""
     cids = {c.text for r in records for f in CID_FIELDS[kind] if (c := parse_cid(r.get(f) or "")) is not None}
-    contents = store.ipfs_cached(sorted(cids))
+    contents = cache.get(sorted(cids))
     updated = [with_content(kind, r, contents, failures) for r in records]
     if not store.replace_records(job_id, kind, updated, owner=owner):
         raise Stopped(LOST)  # our lease expired and another worker took the job

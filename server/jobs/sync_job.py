@@ -28,7 +28,7 @@ from server.engine.sync import SyncEngine, SyncOptions, SyncPlan
 from server.errors import ChainsyncError
 from server.jobs.ipfs import ContentStats, Gateways, resolve_job_content
 from server.jobs.runner import JobContext
-from server.jobs.store import JobRecord, JobStore, ResultSummary
+from server.jobs.store import ContentCache, JobRecord, JobStore, ResultSummary
 from server.kinds import JOB_TYPES
 from server.metrics import NO_METRICS, ServerMetrics
 from server.stopping import CANCELLED, LOST, SHUTDOWN, TIMEOUT, Stopped
@@ -45,6 +45,7 @@ class SyncJobDeps:
     kinds: dict[str, EntityKind]
     confirmations: int
     sync_options: SyncOptions
+    content_cache: ContentCache  # the IPFS content already fetched, for every job (with ipfs)
     rpc_budget_s: float = 30.0
     metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
     ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/jobs/ipfs.py)
@@ -216,7 +217,7 @@ def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) ->
     outcome = engine.run(plan, list(JOB_TYPES[job.type]), stats, progress, journal)
     rng = outcome.plan.range
     ctx.stop.raise_if_stopped()
-    content = _resolve_content(ctx, deps.ipfs, stats) if deps.ipfs else None
+    content = _resolve_content(ctx, deps.ipfs, deps.content_cache, stats) if deps.ipfs else None
     summary = ResultSummary(
         from_block=rng.from_block,
         to_block=rng.to_block,
@@ -240,7 +241,7 @@ def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) ->
     )
 
 
-def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> ContentStats:
+def _resolve_content(ctx: JobContext, gateways: Gateways, cache: ContentCache, stats: SyncStats) -> ContentStats:
     """The IPFS step: after the records are read, their *Cid fields' content beside them.
 
     It stops fetching a little before the job's timeout (a tenth of it, at most 30 s), so that slow
@@ -254,6 +255,7 @@ def _resolve_content(ctx: JobContext, gateways: Gateways, stats: SyncStats) -> C
 
     return resolve_job_content(
         ctx.store,
+        cache,
         ctx.job.id,
         list(JOB_TYPES[ctx.job.type]),
         gateways,

@@ -7,7 +7,6 @@ real process on a loopback port.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from server.engine.contracts import entity_kinds, load_deployment
 from server.engine.sync import SyncOptions
 from server.jobs.ipfs import Gateways, IpfsSettings
 from server.jobs.runner import Runner
-from server.jobs.store import JobStore, SQLiteJobStore
+from server.jobs.store import ContentCache, JobStore, StoreInUse, open_single_server
 from server.jobs.sync_job import SyncJobDeps, run_sync_job
 from server.metrics import JobsCollector, MetricsServer, ServerMetrics, parse_metrics_addr, serve_metrics
 from server.service.auth import Tokens
@@ -78,23 +77,18 @@ def open_store(db: str) -> JobStore:
     """A SQLite path, or a ``postgresql://`` URL (``?schema=NAME`` puts the tables in that schema, made if missing)."""
     if db.startswith(("postgresql://", "postgres://")):
         return _open_postgres(db)
-    store = SQLiteJobStore(db)
-    lock = open(f"{db}.lock", "w")  # held (and closed by the OS) for the life of this process
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        # One server per SQLite file, so jobs left running belong to a dead process: they resume now.
+        return JobStore(open_single_server(db))
+    except StoreInUse:
         raise SystemExit(f"CHAINSYNC_DB: another chainsync server is using {db}; use PostgreSQL for replicas") from None
-    store.lock_file = lock
-    # One server per SQLite file, so jobs left running belong to a dead process: resume them now.
-    store.release_orphans()
-    return store
 
 
 def _open_postgres(url: str) -> JobStore:
     """Replicas share the database: no lock file and no release of orphans; a dead replica's leases expire."""
     import psycopg  # only a PostgreSQL deployment needs the driver loaded
 
-    from server.jobs.store_pg import PostgresJobStore
+    from server.jobs.store.postgres import PostgresConnector
 
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -102,7 +96,7 @@ def _open_postgres(url: str) -> JobStore:
     dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
     shown = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=""))  # no user or password
     try:
-        return PostgresJobStore(dsn, schema=schema or None)
+        return JobStore(PostgresConnector(dsn, schema=schema or None))
     except (psycopg.Error, ValueError) as exc:
         raise SystemExit(f"CHAINSYNC_DB: cannot open the PostgreSQL job store at {shown}: {exc}") from None
 
@@ -153,7 +147,7 @@ class Parts:
     deps: SyncJobDeps
 
 
-def sync_job_deps(settings: Settings, metrics: ServerMetrics) -> SyncJobDeps:
+def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -> SyncJobDeps:
     """What every sync job of this server is given."""
     return SyncJobDeps(
         rpc_urls=settings.rpc_urls,
@@ -163,6 +157,7 @@ def sync_job_deps(settings: Settings, metrics: ServerMetrics) -> SyncJobDeps:
         rpc_budget_s=settings.rpc_budget_s,
         metrics=metrics,
         ipfs=ipfs_gateways(settings),
+        content_cache=ContentCache(store.connector),
         sync_options=SyncOptions(
             log_chunk_blocks=settings.log_chunk_blocks,
             log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),
@@ -179,7 +174,7 @@ def build(settings: Settings) -> Parts:
         raise SystemExit(str(exc)) from None
     store = open_store(settings.db)
     metrics = ServerMetrics.create()
-    deps = sync_job_deps(settings, metrics)
+    deps = sync_job_deps(settings, store, metrics)
     runner = Runner(store, lambda ctx: run_sync_job(ctx, deps), settings.workers, lease_s=settings.lease_s)
     metrics.registry.register(
         JobsCollector(store.count_by_state, lambda: (len(runner.running_job_ids()), runner.workers))

@@ -10,12 +10,12 @@ threads so the event loop stays free for many watchers.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
@@ -23,8 +23,9 @@ from google.protobuf import empty_pb2
 
 from server import logs
 from server.errors import ChainsyncError, invalid_argument, job_not_found
-from server.jobs.store import JobRecord, JobStore
+from server.jobs.store import JobPosition, JobRecord, JobStore
 from server.kinds import KINDS
+from server.service import page_tokens
 from server.service.auth import Tokens
 from server.service.messages import RECORD_MESSAGES, job_message, record_message, result_message, timestamp
 from server.service.requests import (
@@ -43,20 +44,23 @@ WATCH_POLL_S = 0.05  # how often a watched job is looked up (once for all its wa
 DELETE_CANCEL_WAIT_S = 5.0
 
 
-def _encode_token(offsets: dict[str, int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(offsets).encode()).decode().rstrip("=")
+def _result_offsets(value: Any) -> dict[str, int]:
+    """Per-kind offsets from a GetResult page token's value."""
+    if not isinstance(value, dict) or not set(value) <= RECORD_MESSAGES.keys():
+        raise ValueError("not offsets per record kind")
+    if not all(type(v) is int and 0 <= v < 2**62 for v in value.values()):
+        raise ValueError("not an offset")
+    return value
 
 
-def _decode_token(token: str) -> dict[str, int]:
-    """Per-kind offsets from a GetResult page token; ValueError for anything this server did not make."""
-    try:
-        offsets = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
-        decoded = {k: offsets[k] for k in RECORD_MESSAGES if k in offsets}
-    except Exception as exc:
-        raise ValueError(token) from exc
-    if not all(type(v) is int and 0 <= v < 2**62 for v in decoded.values()):
-        raise ValueError(token)
-    return decoded
+def _list_position(value: Any) -> JobPosition:
+    """(created_at, job id) from a ListJobs page token's value."""
+    created_at, job_id = value if isinstance(value, list) and len(value) == 2 else (None, None)
+    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or not isinstance(job_id, str):
+        raise ValueError("not a list position")
+    if not math.isfinite(created_at := float(created_at)):  # float(): OverflowError for a huge integer
+        raise ValueError("not a time")
+    return created_at, job_id
 
 
 def no_result(job: JobRecord) -> ChainsyncError:
@@ -164,7 +168,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if not 0 <= request.page_size <= MAX_RESULT_PAGE:
             raise invalid_argument("pageSize", f"must be between 0 (everything) and {MAX_RESULT_PAGE}")
         try:
-            offsets = _decode_token(request.page_token) if request.page_token else {}
+            offsets = page_tokens.decode(request.page_token, _result_offsets) if request.page_token else {}
         except ValueError:
             raise invalid_argument("pageToken", "not a token this server returned") from None
         return await asyncio.to_thread(self._result, job, request.page_size, offsets)
@@ -180,7 +184,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             next_offsets[kind] = start + len(getattr(result, kind))
             more = more or next_offsets[kind] < summary_counts[kind]
         if page_size and more:
-            result.next_page_token = _encode_token(next_offsets)
+            result.next_page_token = page_tokens.encode(next_offsets)
         return result
 
     async def WatchJob(self, request, context) -> AsyncIterator[jobs_pb2.JobEvent]:
@@ -215,19 +219,21 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         if request.type and request.type not in TYPE_NAME:
             raise invalid_argument("type", f"unknown job type {request.type}")
         try:
-            page = await asyncio.to_thread(
-                self.store.list_jobs,
-                principal=self._caller(context),
-                state=STATE_NAME.get(request.state),
-                job_type=TYPE_NAME[request.type] if request.type else None,
-                page_size=request.page_size or DEFAULT_PAGE_SIZE,
-                page_token=request.page_token,
-                skip=request.skip,
-            )
+            after = page_tokens.decode(request.page_token, _list_position) if request.page_token else None
         except ValueError:
             raise invalid_argument("pageToken", "not a token this server returned") from None
+        page = await asyncio.to_thread(
+            self.store.list_jobs,
+            principal=self._caller(context),
+            state=STATE_NAME.get(request.state),
+            job_type=TYPE_NAME[request.type] if request.type else None,
+            page_size=request.page_size or DEFAULT_PAGE_SIZE,
+            after=after,
+            skip=request.skip,
+        )
+        next_page_token = page_tokens.encode(list(page.next_position)) if page.next_position else ""
         return jobs_pb2.ListJobsResponse(
-            jobs=[job_message(j) for j in page.jobs], next_page_token=page.next_page_token, total_size=page.total
+            jobs=[job_message(j) for j in page.jobs], next_page_token=next_page_token, total_size=page.total
         )
 
     async def CancelJob(self, request, context):

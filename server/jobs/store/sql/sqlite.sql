@@ -1,0 +1,33 @@
+-- The job store's queries as SQLite runs them, where PostgreSQL's differ (postgres.sql), and SQLite's own.
+-- A SQLite file has one writer at a time (BEGIN IMMEDIATE): a transaction needs no row locks.
+
+-- claimable_job --
+-- The oldest pending job, or a running one whose lease ran out (rowid: creation order within an instant)
+SELECT id FROM jobs WHERE state = 'pending' OR (state = 'running' AND lease_expires < :now)
+ORDER BY created_at, rowid LIMIT 1;
+
+-- job_for_update --
+-- The job request_cancel decides on (the write transaction already excludes other writers)
+SELECT id, type, request, timeout_s, state, progress, message, request_id, created_at, started_at, ended_at,
+       error_code, error_message, from_block, to_block, stats, checkpoint, cancel_requested, attempts, version,
+       principal
+FROM jobs WHERE id = :job_id;
+
+-- job_holder_for_update --
+-- The state and lease holder of a job about to be written to
+SELECT state, owner FROM jobs WHERE id = :job_id;
+
+-- update_progress --
+-- A running job's progress (never lower), message and stats (only owner's, when owner is not NULL)
+UPDATE jobs SET progress = MAX(progress, :progress), message = :message, stats = :stats,
+    from_block = COALESCE(:from_block, from_block), to_block = COALESCE(:to_block, to_block),
+    version = version + 1
+WHERE id = :job_id AND state = 'running' AND (CAST(:owner AS TEXT) IS NULL OR owner = :owner);
+
+-- cached_contents --
+-- The cached content of the CIDs of a JSON array
+SELECT cid, content FROM ipfs_content WHERE cid IN (SELECT value FROM json_each(:cids));
+
+-- release_orphans --
+-- Makes every running job claimable now (one server per file: at its start, they belong to a dead process)
+UPDATE jobs SET lease_expires = 0 WHERE state = 'running';
