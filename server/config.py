@@ -30,6 +30,7 @@ class Settings:
     log_chunk_blocks: int = 2_000
     log_chunk_max: int = 50_000
     silent_changes: str = "auto"
+    reorg_window: int = 128  # blocks up to a job's toBlock whose hashes and touches it keeps (docs/reorgs.md)
     rpc_budget_s: int = 30
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
@@ -71,6 +72,7 @@ class Settings:
             ("retention_s", "CHAINSYNC_RETENTION"),
             ("log_chunk_blocks", "CHAINSYNC_LOG_CHUNK"),
             ("log_chunk_max", "CHAINSYNC_LOG_CHUNK_MAX"),
+            ("reorg_window", "CHAINSYNC_REORG_WINDOW"),
             ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
             ("rpc_budget_s", "CHAINSYNC_RPC_BUDGET"),
             ("ipfs_concurrency", "CHAINSYNC_IPFS_CONCURRENCY"),
@@ -86,6 +88,8 @@ class Settings:
             raise SystemExit("CHAINSYNC_TLS_CERT and CHAINSYNC_TLS_KEY go together: set both or neither")
         if settings.silent_changes not in ("auto", "trace", "blocks", "off"):
             raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
+        if not 1 <= settings.reorg_window <= 100_000:
+            raise SystemExit(f"CHAINSYNC_REORG_WINDOW must be between 1 and 100000 blocks, got {settings.reorg_window}")
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         check_ipfs_settings(settings)
         log_format, log_level = check_log_settings(settings.log_format, settings.log_level)

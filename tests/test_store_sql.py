@@ -73,7 +73,12 @@ def test_to_pyformat_turns_named_parameters_into_psycopgs_once() -> None:
 def test_migrations_are_numbered_files_per_dialect() -> None:
     for dialect in ("sqlite", "postgres"):
         found = migrations(dialect)
-        assert [(m.version, m.name) for m in found] == [(1, "jobs"), (2, "principal"), (3, "ipfs_content")]
+        assert [(m.version, m.name) for m in found] == [
+            (1, "jobs"),
+            (2, "principal"),
+            (3, "ipfs_content"),
+            (4, "job_blocks"),
+        ]
         assert all(m.script.strip().endswith(";") for m in found)
 
 

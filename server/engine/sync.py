@@ -356,11 +356,15 @@ class SyncEngine:
         for _ in range(self.options.reorg_retries + 1):
             stats.blocks_total = plan.range.size
             journal.save_plan(plan)
-            window, gone = self.record_window(plan, journal)
-            if gone is None:
-                self.scan_logs(plan.range, kind_names, stats, progress, journal)
-                counts, dropped = self.read_all(plan, kind_names, stats, progress, journal)
-            fork = gone if gone is not None else fork_point(window, self.hashes_now, self.options.reorg_window)
+            window, fork = self.record_window(plan, journal)
+            if fork is None:
+                try:
+                    self.scan_logs(plan.range, kind_names, stats, progress, journal)
+                    counts, dropped = self.read_all(plan, kind_names, stats, progress, journal)
+                except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
+                    if fork_point(window, self.hashes_now, self.options.reorg_window) is None:
+                        raise
+                fork = fork_point(window, self.hashes_now, self.options.reorg_window)
             if fork is None:
                 to_hash = window.get(plan.range.to_block) or self.block_hash(plan.range.to_block)
                 return SyncOutcome(plan, counts, dropped, to_hash, min(window, default=plan.range.from_block))

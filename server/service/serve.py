@@ -162,6 +162,7 @@ def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -
             log_chunk_blocks=settings.log_chunk_blocks,
             log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),
             silent_changes=settings.silent_changes,
+            reorg_window=settings.reorg_window,
         ),
     )
 

@@ -9,12 +9,10 @@ psycopg) runs its named queries (sql/) and applies the schema migrations
 
 from server.jobs.store.content_cache import ContentCache
 from server.jobs.store.job_store import JobStore
-from server.jobs.store.models import STATES, TERMINAL_STATES, JobPage, JobPosition, JobRecord, ResultSummary
+from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
 from server.jobs.store.sqlite import SQLiteConnector, StoreInUse, open_single_server
 
 __all__ = [
-    "STATES",
-    "TERMINAL_STATES",
     "ContentCache",
     "JobPage",
     "JobPosition",

@@ -31,7 +31,8 @@ from dataclasses import asdict
 from typing import Any
 
 from server.jobs.store.connector import Connector, Row, Transaction
-from server.jobs.store.models import TERMINAL_STATES, JobPage, JobPosition, JobRecord, ResultSummary
+from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
+from server.states import TERMINAL
 
 JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)  # the jobs columns a job query selects
 _JSON_FIELDS = ("request", "stats", "checkpoint")  # stored as JSON text
@@ -198,7 +199,7 @@ class JobStore:
     ) -> bool:
         """Moves an unfinished job to a terminal state (with its last stats); False if it already was
         in one, or (with owner) if the job is no longer that owner's."""
-        assert state in TERMINAL_STATES, state
+        assert state in TERMINAL, state
 
         def end(tx: Transaction) -> bool:
             changed = tx.run(
@@ -216,13 +217,27 @@ class JobStore:
                 return False
             if summary is not None:
                 tx.run("save_result", job_id=job_id, summary=json.dumps(asdict(summary)))
-            tx.run("forget_touched", job_id=job_id)
+            if state == "completed" and summary is not None and summary.window_from is not None:
+                self._keep_window(tx, job_id, summary)
+            else:
+                tx.run("forget_touched", job_id=job_id)
+                tx.run("forget_window", job_id=job_id)
             if state != "completed":
                 tx.run("forget_records", job_id=job_id)
             self._changed(tx, job_id)
             return True
 
         return self.connector.write(end)
+
+    @staticmethod
+    def _keep_window(tx: Transaction, job_id: str, summary: ResultSummary) -> None:
+        """A completed job keeps its window: the hashes, and the touches of its blocks (its own, and those
+        of the job it continued from in blocks it did not scan), for the sync that continues from it."""
+        window_from = summary.window_from
+        tx.run("forget_touched_below", job_id=job_id, window_from=window_from)
+        if summary.after_job_id:
+            last = min(summary.from_block - 1, summary.to_block)
+            tx.run("inherit_touched", job_id=job_id, after=summary.after_job_id, from_block=window_from, to_block=last)
 
     def release(self, job_id: str, owner: str) -> None:
         """Gives a running job back (shutdown): pending again, to resume from its checkpoint."""
@@ -358,6 +373,7 @@ class JobStore:
             if not self._holds(tx, job_id, owner):
                 return False
             tx.run("forget_touched_from", job_id=job_id, from_block=from_block)
+            tx.run("forget_window_from", job_id=job_id, from_block=from_block)
             tx.run("forget_records", job_id=job_id)
             tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
             return True
@@ -372,10 +388,38 @@ class JobStore:
         row = self.connector.read(lambda tx: tx.one("result_summary", job_id=job_id))
         return ResultSummary(**json.loads(row["summary"])) if row else None
 
-    def last_completed(self, job_type: str) -> ResultSummary | None:
-        """The result summary of the most recently completed job of this type, if any (for incremental syncs)."""
-        row = self.connector.read(lambda tx: tx.one("last_completed_summary", job_type=job_type))
-        return ResultSummary(**json.loads(row["summary"])) if row else None
+    def last_completed_id(self, job_type: str, principal: str | None = None) -> str | None:
+        """The most recently completed job of this type (that principal started, when given): the default
+        cursor of an incremental sync."""
+        row = self.connector.read(lambda tx: tx.one("last_completed_id", job_type=job_type, principal=principal))
+        return row["id"] if row else None
+
+    # -- a job's reorg window (server/engine/reorgs.py) ---------------------------
+
+    def window(self, job_id: str) -> dict[int, str]:
+        """Block -> hash of the job's window."""
+        rows = self.connector.read(lambda tx: tx.all("window", job_id=job_id))
+        return {row["block"]: row["hash"] for row in rows}
+
+    def save_window(
+        self, job_id: str, hashes: dict[int, str], *, checkpoint: dict[str, Any], owner: str | None = None
+    ) -> bool:
+        """Replaces the job's window with these hashes, with its checkpoint (owner as in save_chunk)."""
+
+        def save(tx: Transaction) -> bool:
+            if not self._holds(tx, job_id, owner):
+                return False
+            tx.run("forget_window", job_id=job_id)
+            tx.many("save_window_block", [{"job_id": job_id, "block": b, "hash": h} for b, h in sorted(hashes.items())])
+            tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
+            return True
+
+        return self.connector.write(save)
+
+    def kept_touches(self, job_id: str, kind: str, since: int) -> set[int]:
+        """The ids of one kind a completed job's result listed from blocks at or after since (within its window)."""
+        rows = self.connector.read(lambda tx: tx.all("kept_touches", job_id=job_id, kind=kind, since=since))
+        return {row["entity_id"] for row in rows}
 
     def records(self, job_id: str, kind: str, offset: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """The result's records of one kind, in order, from offset.

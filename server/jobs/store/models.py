@@ -6,8 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-TERMINAL_STATES = ("completed", "failed", "cancelled")
-STATES = ("pending", "running", *TERMINAL_STATES)
+from server.states import TERMINAL
 
 # Where a page of the job list ends: (created_at, id) of its last job; the next page starts after it.
 JobPosition = tuple[float, str]
@@ -41,7 +40,7 @@ class JobRecord:
 
     @property
     def finished(self) -> bool:
-        return self.state in TERMINAL_STATES
+        return self.state in TERMINAL
 
     def snapshot(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +55,10 @@ class ResultSummary:
     events_count: int
     processing_time_ms: int
     record_counts: dict[str, int]
+    after_job_id: str | None = None  # the cursor an incremental sync continued from
+    window_from: int | None = None  # the job keeps block hashes and touches from here to to_block
+    reorg: dict[str, int] | None = None  # {fork_block, dropped_blocks} of a branch switch it handled
+    dropped: dict[str, list[str]] = field(default_factory=dict)  # kind -> ids earlier results listed, gone now
 
 
 @dataclass

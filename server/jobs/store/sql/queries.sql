@@ -154,10 +154,43 @@ DELETE FROM request_ids WHERE created_at < :created_before;
 -- How many jobs are in each state that has any
 SELECT state, COUNT(*) AS count FROM jobs GROUP BY state;
 
--- last_completed_summary --
--- The result summary of the most recently completed job of a type
-SELECT results.summary FROM jobs JOIN results ON results.job_id = jobs.id
-WHERE jobs.type = :job_type AND jobs.state = 'completed' ORDER BY jobs.ended_at DESC LIMIT 1;
+-- last_completed_id --
+-- The most recently completed job of a type that a principal started (any job when principal is NULL)
+SELECT id FROM jobs
+WHERE type = :job_type AND state = 'completed' AND (CAST(:principal AS TEXT) IS NULL OR principal = :principal)
+ORDER BY ended_at DESC LIMIT 1;
+
+-- window --
+-- The hashes of a job's reorg window, lowest block first
+SELECT block, hash FROM job_blocks WHERE job_id = :job_id ORDER BY block;
+
+-- forget_window --
+-- Drops a job's window (it is written again whole, or the job ended without a result)
+DELETE FROM job_blocks WHERE job_id = :job_id;
+
+-- forget_window_from --
+-- Drops the window's hashes at or after a block (the chain changed there)
+DELETE FROM job_blocks WHERE job_id = :job_id AND block >= :from_block;
+
+-- save_window_block --
+-- The hash of one block of a job's window
+INSERT INTO job_blocks (job_id, block, hash) VALUES (:job_id, :block, :hash)
+ON CONFLICT (job_id, block) DO UPDATE SET hash = excluded.hash;
+
+-- kept_touches --
+-- The ids of one kind a job (with what it inherited) touched at or after a block, as its result keeps them
+SELECT DISTINCT entity_id FROM touched WHERE job_id = :job_id AND kind = :kind AND block >= :since;
+
+-- forget_touched_below --
+-- Drops a completed job's touches below its window (its result keeps only the window's)
+DELETE FROM touched WHERE job_id = :job_id AND block < :window_from;
+
+-- inherit_touched --
+-- Copies the touches of the job a sync continued from, in blocks the sync did not scan itself
+INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
+SELECT :job_id, kind, entity_id, block, log_index, created FROM touched
+WHERE job_id = :after AND block >= :from_block AND block <= :to_block
+ON CONFLICT (job_id, kind, entity_id, block, log_index) DO NOTHING;
 
 -- result_summary --
 -- A completed job's result summary
