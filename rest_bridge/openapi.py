@@ -16,6 +16,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from rest_bridge import models
+from rest_bridge.errors import ROUTING_REASONS
+from server.errors import CATALOGUE, HTTP_OF_CODE
 
 BEARER_SCHEME = {
     "type": "http",
@@ -24,23 +26,36 @@ BEARER_SCHEME = {
     "the server runs with CHAINSYNC_API_TOKEN; /healthz, /openapi.json and /docs are open.",
 }
 SECURED = {"security": [{"bearer": []}]}  # openapi_extra of every JobService route
-ERROR_TEXT = {
-    400: "Bad input: the `details.field` names what (INVALID_ARGUMENT, INVALID_JOB_ID, ...)",
-    401: "Missing or wrong bearer token (MISSING_TOKEN, INVALID_TOKEN)",
-    404: "No such job (JOB_NOT_FOUND)",
-    409: "The job is not in a state that allows this (JOB_NOT_COMPLETED with `details.state`, JOB_STILL_RUNNING)",
-    413: "Request body over 64 KiB (BODY_TOO_LARGE)",
-    429: "The server is overloaded (RESOURCE_EXHAUSTED)",
-    500: "Unexpected error (INTERNAL)",
-    503: "The gRPC server is unreachable (GRPC_UNAVAILABLE) or the node is (RPC_UNAVAILABLE)",
-    504: "The gRPC server did not answer in time (GRPC_TIMEOUT)",
+# What each error status means on a JobService route; the reasons come from server/errors.py's CATALOGUE.
+ERROR_HEADLINES = {
+    400: "Bad input; `details.field` names what",
+    401: "Missing or wrong bearer token",
+    404: "No such job",
+    409: "The job is not in a state that allows this",
+    413: "Request body over 64 KiB",
+    429: "The server is overloaded",
+    500: "Unexpected error",
+    503: "The gRPC server is unreachable",
+    504: "The gRPC server did not answer in time",
 }
 ALWAYS = (400, 401, 500, 503, 504)  # any JobService call can fail so
 
 
+def error_description(status: int) -> str:
+    """The status's headline and the reasons a call can answer with it (a failed job's own errorCodes and the
+    router's 404/405 aside); the gRPC code names when no reason has the status."""
+    reasons = [
+        reason
+        for reason, info in CATALOGUE.items()
+        if info.http == status and not info.job_only and reason not in ROUTING_REASONS.values()
+    ]
+    codes = reasons or [code for code, http in HTTP_OF_CODE.items() if http == status]
+    return f"{ERROR_HEADLINES[status]} ({', '.join(codes)})"
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses`` of a JobService route that can also fail with these statuses."""
-    return {s: {"model": models.ErrorBody, "description": ERROR_TEXT[s]} for s in sorted({*statuses, *ALWAYS})}
+    return {s: {"model": models.ErrorBody, "description": error_description(s)} for s in sorted({*statuses, *ALWAYS})}
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
