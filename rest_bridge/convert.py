@@ -1,25 +1,31 @@
 """Protobuf messages -> the JSON shapes of ASYNC-BLOCKCHAIN-SYNC.md (documented in rest_bridge/models.py).
 
-Block numbers, chain ids and uint256 values are decimal strings; times are
-RFC 3339. The job object is built by hand (it is on the hot polling path);
-records go through protobuf's JSON mapping, so their names are the proto's
-json names.
+Owns the conversion and ``FastJSON``, the response that renders it. Block
+numbers, chain ids and uint256 values are decimal strings; times are RFC 3339.
+The job object is built by hand (it is on the hot polling path); records go
+through protobuf's JSON mapping, so their names are the proto's json names.
+State and type names come from server/states.py, the record kinds from
+server/kinds.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from chainsync.v1 import jobs_pb2
+from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 
-RECORD_KINDS = ("proposals", "petitions", "reports")
-TYPE_NAMES = {v: k.removeprefix("JOB_TYPE_").lower() for k, v in jobs_pb2.JobType.items()}
-TYPE_NAMES[jobs_pb2.JOB_TYPE_UNSPECIFIED] = "blockchain_sync"
-STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
-TYPE_ENUMS = {name: value for value, name in TYPE_NAMES.items() if value}
-STATE_ENUMS = {name: value for value, name in STATE_NAMES.items() if value}
-TERMINAL = frozenset({jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED})
+from server.kinds import KINDS
+from server.states import STATE_NAME, TYPE_NAME
+
+
+class FastJSON(JSONResponse):
+    """JSONResponse rendered by orjson (several times faster on the polling path)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def stats_json(stats: jobs_pb2.JobStats) -> dict[str, Any]:
@@ -42,8 +48,8 @@ def job_json(job: jobs_pb2.Job) -> dict[str, Any]:
     """The spec's job object: id, type, status, progress, message, times, plus range, stats and error."""
     out: dict[str, Any] = {
         "id": job.id,
-        "type": TYPE_NAMES[job.type],
-        "status": STATE_NAMES[job.state],
+        "type": TYPE_NAME[job.type],
+        "status": STATE_NAME[job.state],
         "progress": job.progress,
         "message": job.message,
         "createdAt": job.create_time.ToJsonString(),
@@ -81,7 +87,7 @@ def result_summary_json(result: jobs_pb2.SyncResult) -> dict[str, Any]:
         "chainId": str(result.chain_id),
         "eventsCount": result.events_count,
         "processingTime": result.processing_time_ms,
-        "totals": {kind: getattr(result, f"{kind}_total") for kind in RECORD_KINDS},
+        "totals": {kind.name: getattr(result, f"{kind.name}_total") for kind in KINDS},
     }
 
 
@@ -89,7 +95,7 @@ def result_json(result: jobs_pb2.SyncResult) -> dict[str, Any]:
     body: dict[str, Any] = {
         "success": True,
         "result": {
-            **{kind: [record_json(r) for r in getattr(result, kind)] for kind in RECORD_KINDS},
+            **{kind.name: [record_json(r) for r in getattr(result, kind.name)] for kind in KINDS},
             **result_summary_json(result),
         },
         "completedAt": result.complete_time.ToJsonString(),

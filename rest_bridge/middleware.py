@@ -1,6 +1,7 @@
 """ASGI middleware of the bridge (plain ASGI, not BaseHTTPMiddleware: no task per request, streams untouched).
 
-``BodySizeLimit`` caps request bodies; ``RequestIds`` gives each request its id and writes the access log.
+Owns ``BodySizeLimit``, which caps request bodies, and ``RequestIds``, which gives each request its id and
+writes the access log.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rest_bridge.errors import error_response
+from rest_bridge.errors import bridge_error
 from server import logs
 
 access_log = logging.getLogger("chainsync.access")
@@ -60,12 +61,8 @@ class BodySizeLimit:
         await self.app(scope, _replay([body], receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            f"body: larger than {self.max_bytes} bytes",
-            "BODY_TOO_LARGE",
-            {"field": "body"},
-            headers={"Connection": "close"},
+        response = bridge_error(
+            "BODY_TOO_LARGE", f"body: larger than {self.max_bytes} bytes", {"field": "body"}, {"Connection": "close"}
         )
         await response(scope, receive, send)
 
@@ -123,10 +120,9 @@ class RequestIds:
         started = time.perf_counter()
         try:
             if malformed:
-                response = error_response(
-                    400,
-                    f"X-Request-ID: must be 1 to {logs.MAX_REQUEST_ID} printable ASCII characters",
+                response = bridge_error(
                     "INVALID_ARGUMENT",
+                    f"X-Request-ID: must be 1 to {logs.MAX_REQUEST_ID} printable ASCII characters",
                     {"field": "X-Request-ID"},
                 )
                 await response(scope, receive, send_with_id)

@@ -5,9 +5,11 @@ a 400 that names the field, as is an unknown field (most often a typo).
 
 Responses are documented with these models in the OpenAPI document, but built
 as plain dicts (rest_bridge/convert.py) for speed; tests validate real
-responses against the document, so the two cannot drift apart. The record
-models (Proposal, Petition, Report) are made from the protobuf descriptors, so
-a field added to the proto appears here by itself.
+responses against the document, so the two cannot drift apart. Job states and
+types come from server/states.py. The record models, one per kind of
+server/kinds.py and named after its protobuf message, are made from the
+protobuf descriptors, so a field added to the proto appears here by itself;
+the result's lists and totals follow the kinds too.
 """
 
 from __future__ import annotations
@@ -15,15 +17,25 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from chainsync.v1 import jobs_pb2
+from fastapi import Path
 from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from server.kinds import ALL_KINDS_JOB, KINDS
+from server.states import JOB_TYPE_NAMES, STATES
+
 BlockNumber = Annotated[int, Field(ge=0, le=2**63 - 1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}$")]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
-JobTypeName = Literal["blockchain_sync", "proposals_sync", "petitions_sync", "reports_sync"]
-JobStatusName = Literal["pending", "running", "completed", "failed", "cancelled"]
+JobTypeName = Literal[JOB_TYPE_NAMES]  # type: ignore[valid-type]
+JobStatusName = Literal[STATES]  # type: ignore[valid-type]
 Decimal = Annotated[str, Field(pattern=r"^[0-9]+$", description="A non-negative integer as a decimal string.")]
 Timestamp = Annotated[str, Field(description="RFC 3339 time, UTC.", json_schema_extra={"format": "date-time"})]
+JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
+
+
+def is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit() also accepts '²' and other digits int() refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 class StartSyncBody(BaseModel):
@@ -33,7 +45,7 @@ class StartSyncBody(BaseModel):
         None, description="Sync the last N blocks up to head - confirmations (default 1000)."
     )
     isFullSync: bool = Field(False, description="Sync from the earliest deployment block.")
-    type: JobTypeName = "blockchain_sync"
+    type: JobTypeName = ALL_KINDS_JOB
     requestId: RequestId | None = Field(
         None, description="Idempotency key: the same key within 24 h returns the first job (or send `Idempotency-Key`)."
     )
@@ -167,33 +179,30 @@ def _record_model(message: Any) -> type[BaseModel]:
     return create_model(message.DESCRIPTOR.name, __base__=Strict, __doc__=message.DESCRIPTOR.name, **fields)
 
 
-Proposal = _record_model(jobs_pb2.Proposal)
-Petition = _record_model(jobs_pb2.Petition)
-Report = _record_model(jobs_pb2.Report)
+# One model per record kind, by the kind's name: the schema is named after the protobuf message.
+RECORD_MODELS: dict[str, type[BaseModel]] = {
+    kind.name: _record_model(getattr(jobs_pb2, kind.message)) for kind in KINDS
+}
 
+RecordTotals = create_model("RecordTotals", __base__=Strict, **{kind.name: (int, ...) for kind in KINDS})
 
-class RecordTotals(Strict):
-    proposals: int
-    petitions: int
-    reports: int
-
-
-class SyncResult(Strict):
-    proposals: list[Proposal]  # type: ignore[valid-type]
-    petitions: list[Petition]  # type: ignore[valid-type]
-    reports: list[Report]  # type: ignore[valid-type]
-    fromBlock: Decimal
-    toBlock: Decimal
-    toBlockHash: str = Field(description="Hash of toBlock: the chain the records were read from.")
-    chainId: Decimal
-    eventsCount: int
-    processingTime: int = Field(description="Wall time of the job in milliseconds.")
-    totals: RecordTotals = Field(description="Records of each kind in the whole result (all pages).")
+SyncResult = create_model(
+    "SyncResult",
+    __base__=Strict,
+    **{name: (list[model], ...) for name, model in RECORD_MODELS.items()},  # type: ignore[valid-type]
+    fromBlock=(Decimal, ...),
+    toBlock=(Decimal, ...),
+    toBlockHash=(str, Field(description="Hash of toBlock: the chain the records were read from.")),
+    chainId=(Decimal, ...),
+    eventsCount=(int, ...),
+    processingTime=(int, Field(description="Wall time of the job in milliseconds.")),
+    totals=(RecordTotals, Field(description="Records of each kind in the whole result (all pages).")),
+)
 
 
 class ResultResponse(Strict):
     success: Literal[True]
-    result: SyncResult
+    result: SyncResult  # type: ignore[valid-type]
     completedAt: Timestamp
     nextPageToken: str | None = Field(None, description="With pageSize: pass as `pageToken` for the next page.")
 

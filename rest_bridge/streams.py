@@ -1,5 +1,8 @@
 """The bridge's two streaming bodies: server-sent events from WatchJob, NDJSON records from GetResult pages.
 
+Owns the SSE framing (``job``, ``end``, ``error`` events, ``: ping``) and the
+NDJSON lines (one per record of each kind of server/kinds.py, then a summary).
+
 Both are async generators over the one shared gRPC channel: a stream costs a
 coroutine, not a thread, and neither ever holds more than one message or page.
 """
@@ -16,8 +19,10 @@ import orjson
 from chainsync.v1 import jobs_pb2
 from starlette.responses import StreamingResponse
 
-from rest_bridge.convert import RECORD_KINDS, STATE_NAMES, TERMINAL, job_json, record_json, result_summary_json
+from rest_bridge.convert import job_json, record_json, result_summary_json
 from rest_bridge.errors import rpc_error_parts
+from server.kinds import KIND_NAMES
+from server.states import STATE_NAME, TERMINAL_ENUMS
 
 SSE_RETRY_MS = 2000  # how long a browser waits before reconnecting
 PING = b": ping\n\n"
@@ -44,8 +49,8 @@ async def job_events(call: Any, first: jobs_pb2.JobEvent | None, ping_s: float, 
                 # eventTime: when the server recorded this change (clients measure their delay with it)
                 data = {**job_json(event.job), "eventTime": event.time.ToJsonString()}
                 yield sse_event("job", data, event.sequence)
-                if event.job.state in TERMINAL:
-                    yield sse_event("end", {"jobId": event.job.id, "status": STATE_NAMES[event.job.state]})
+                if event.job.state in TERMINAL_ENUMS:
+                    yield sse_event("end", {"jobId": event.job.id, "status": STATE_NAME[event.job.state]})
                     return
             read = asyncio.ensure_future(call.read())
             while not read.done():
@@ -72,17 +77,17 @@ async def ndjson_records(
     completed_at: str,
     target: str,
 ) -> AsyncIterator[bytes]:
-    """One line per record (``{"kind": "proposals", ...}``), page by page, then a ``summary`` line.
+    """One line per record (``{"kind": <kind name>, ...}``), page by page, then a ``summary`` line.
 
     Within a kind, records come in order; pages interleave the kinds. A gRPC
     error between pages becomes a final ``{"kind": "error", ...}`` line.
     """
     page = first
-    sent = dict.fromkeys(RECORD_KINDS, 0)
-    total = sum(getattr(first, f"{kind}_total") for kind in RECORD_KINDS)
+    sent = dict.fromkeys(KIND_NAMES, 0)
+    total = sum(getattr(first, f"{kind}_total") for kind in KIND_NAMES)
     try:
         for _ in range(math.ceil(total / page_size) + 1):  # bounded: at most this many pages
-            for kind in RECORD_KINDS:
+            for kind in KIND_NAMES:
                 records = getattr(page, kind)
                 sent[kind] += len(records)
                 for record in records:

@@ -53,8 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bridge(args: argparse.Namespace) -> int:
     from rest_bridge.app import run
 
-    settings = _settings(args)
-    run(settings.grpc_addr, settings.http_addr, log_format=settings.log_format, log_level=settings.log_level)
+    run(_settings(args))
     return 0
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from server.logs import check_settings as check_log_settings
 
+DEFAULT_SSE_PING_S = 15.0
+
 
 def default_db_path() -> str:
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -41,6 +43,11 @@ class Settings:
     metrics_addr: str = "127.0.0.1:9464"  # Prometheus /metrics over HTTP (the gRPC port speaks only gRPC); "off"
     log_format: str = "auto"  # auto (text on a terminal, JSON otherwise), json or text: server/logs.py
     log_level: str = "info"
+    # The REST bridge's own (rest_bridge/app.py):
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call it (CORS)
+    sse_ping_s: float = DEFAULT_SSE_PING_S  # seconds between pings on an idle event stream
+    tls_ca: str | None = None  # PEM file: call the gRPC server over TLS, trusting these certificates
+    access_log: bool = False  # one log line per request
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -50,6 +57,8 @@ class Settings:
             values["rpc_urls"] = tuple(u.strip() for u in env["CHAINSYNC_RPC_URL"].split(",") if u.strip())
         if env.get("CHAINSYNC_IPFS_GATEWAY"):
             values["ipfs_gateways"] = tuple(u.strip() for u in env["CHAINSYNC_IPFS_GATEWAY"].split(",") if u.strip())
+        if env.get("CHAINSYNC_CORS_ORIGINS"):
+            values["cors_origins"] = tuple(o.strip() for o in env["CHAINSYNC_CORS_ORIGINS"].split(",") if o.strip())
         for key, name in [
             ("deployment_path", "CHAINSYNC_DEPLOYMENT"),
             ("db", "CHAINSYNC_DB"),
@@ -62,6 +71,7 @@ class Settings:
             ("metrics_addr", "CHAINSYNC_METRICS_ADDR"),
             ("log_format", "CHAINSYNC_LOG_FORMAT"),
             ("log_level", "CHAINSYNC_LOG_LEVEL"),
+            ("tls_ca", "CHAINSYNC_TLS_CA"),
         ]:
             if env.get(name):
                 values[key] = env[name]
@@ -83,6 +93,9 @@ class Settings:
                     values[key] = int(env[name])
                 except ValueError:
                     raise SystemExit(f"{name} must be an integer, got {env[name]!r}") from None
+        if env.get("CHAINSYNC_SSE_PING_SECONDS"):
+            values["sse_ping_s"] = _seconds(env, "CHAINSYNC_SSE_PING_SECONDS")
+        values["access_log"] = _switch(env, "CHAINSYNC_ACCESS_LOG")
         settings = replace(cls(), **values)
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise SystemExit("CHAINSYNC_TLS_CERT and CHAINSYNC_TLS_KEY go together: set both or neither")
@@ -94,6 +107,28 @@ class Settings:
         check_ipfs_settings(settings)
         log_format, log_level = check_log_settings(settings.log_format, settings.log_level)
         return replace(settings, log_format=log_format, log_level=log_level)
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    """A number of seconds in (0, 3600]."""
+    raw = env[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise SystemExit(f"{name} must be between 0 and 3600 seconds, got {raw!r}")
+    return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """on or off (also 1/0, true/false, yes/no); unset or empty is off."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "off", "no"):
+        return False
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    raise SystemExit(f"{name} must be on or off, got {raw!r}")
 
 
 def check_ipfs_settings(settings: Settings) -> None:

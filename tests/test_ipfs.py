@@ -468,7 +468,7 @@ def check_records(result: dict, contents: dict[str, str], failing: set[str]) -> 
     """Every CID field's content is its CID's; returns how many fields were checked."""
     checked = 0
     for kind in KINDS:
-        model = {"proposals": models.Proposal, "petitions": models.Petition, "reports": models.Report}[kind]
+        model = models.RECORD_MODELS[kind]
         for record in result[kind]:
             model.model_validate(record)  # the shape the OpenAPI document gives
             unresolved = {u["field"]: u for u in record.get("unresolved", [])}
