@@ -46,13 +46,15 @@ def json_lines(output: str) -> list[dict[str, Any]]:
 def test_a_job_started_through_the_bridge_logs_its_job_id_and_request_id_on_every_line(devnet, tmp_path) -> None:
     given = f"client-{uuid.uuid4()}"
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    faults = Faults(status=429, fail_next=2, max_range=1000, provider="infura")
+    faults = Faults(status=429, fail_next=0, max_range=1000, provider="infura")  # armed once the server is up
     with FaultProxy(devnet.url, faults) as proxy:
         rpc_url = f"{proxy.url}/v3/{KEY}?apikey={KEY}"
         server_env = {"CHAINSYNC_API_TOKEN": TOKEN, "CHAINSYNC_LOG_FORMAT": "json"}
         with grpc_server(
             rpc_url=rpc_url, deployment_path=devnet.deployment_path, db=tmp_path / "j.db", extra_env=server_env
         ) as server:
+            wait_until(lambda: proxy.requests >= 1, 10, what="the server's trace_filter probe at start")
+            faults.fail_next = 2  # the job's first two requests answer 429
             bridge_env = {"CHAINSYNC_LOG_FORMAT": "json", "CHAINSYNC_ACCESS_LOG": "on"}
             with rest_bridge(server.addr, bridge_env) as bridge, httpx.Client(base_url=bridge.url, timeout=30) as http:
                 started = http.post(
