@@ -21,15 +21,27 @@ from fastapi import Path
 from google.protobuf.descriptor import FieldDescriptor
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from server.engine.ranges import MAX_BLOCK, MAX_BLOCKS_BACK, MAX_CONFIRMATIONS
 from server.kinds import ALL_KINDS_JOB, KINDS
+from server.service.requests import MAX_TIMEOUT_S, REQUEST_ID_PATTERN, UUID_RE
 from server.states import JOB_TYPE_NAMES, STATES
 
-BlockNumber = Annotated[int, Field(ge=0, le=2**63 - 1)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}$")]
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+# A block number in a request: a JSON number, or (as clients of the first API sent it) a decimal string.
+BlockNumber = Annotated[int, Field(ge=0, le=MAX_BLOCK)] | Annotated[str, StringConstraints(pattern=r"^[0-9]{1,19}$")]
+RequestId = Annotated[str, StringConstraints(pattern=f"^{REQUEST_ID_PATTERN}$")]
+JobIdText = Annotated[str, StringConstraints(pattern=f"^{UUID_RE.pattern}$")]
 JobTypeName = Literal[JOB_TYPE_NAMES]  # type: ignore[valid-type]
 JobStatusName = Literal[STATES]  # type: ignore[valid-type]
-Decimal = Annotated[str, Field(pattern=r"^[0-9]+$", description="A non-negative integer as a decimal string.")]
-Timestamp = Annotated[str, Field(description="RFC 3339 time, UTC.", json_schema_extra={"format": "date-time"})]
+Block = Annotated[int, Field(ge=0, description="A block number.")]
+Count = Annotated[int, Field(ge=0)]
+Timestamp = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="RFC 3339 time, UTC, with milliseconds: 2026-11-30T12:53:26.847Z.",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
 JobId = Annotated[str, Path(alias="jobId", description="The job id (a UUIDv4) that start returned.")]
 
 
@@ -41,7 +53,7 @@ def is_number(text: str) -> bool:
 class StartSyncBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    blocksBack: Annotated[int, Field(ge=1, le=100000000)] | None = Field(
+    blocksBack: Annotated[int, Field(ge=1, le=MAX_BLOCKS_BACK)] | None = Field(
         None, description="Sync the last N blocks up to head - confirmations (default 1000)."
     )
     isFullSync: bool = Field(False, description="Sync from the earliest deployment block.")
@@ -51,9 +63,18 @@ class StartSyncBody(BaseModel):
     )
     fromBlock: BlockNumber | None = Field(None, description="Explicit range start (inclusive), instead of blocksBack.")
     toBlock: BlockNumber | None = Field(None, description="Explicit range end (inclusive).")
-    incremental: bool = Field(False, description="Continue from the end of the last completed sync of this type.")
-    confirmations: Annotated[int, Field(ge=0, le=10000)] | None = None
-    timeoutSeconds: Annotated[int, Field(ge=1, le=86400)] | None = None
+    incremental: bool = Field(
+        False,
+        description="Continue from a cursor: the last completed sync of this type you can see, or `after` "
+        "(docs/reorgs.md).",
+    )
+    after: JobIdText | None = Field(
+        None,
+        description="The cursor: the job whose result you applied last (a completed sync of this type). "
+        "Implies `incremental`.",
+    )
+    confirmations: Annotated[int, Field(ge=0, le=MAX_CONFIRMATIONS)] | None = None
+    timeoutSeconds: Annotated[int, Field(ge=1, le=MAX_TIMEOUT_S)] | None = None
 
 
 # --- responses ---------------------------------------------------------------
@@ -63,21 +84,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobStats(Strict):
-    """Live figures from work really done (64-bit counts are decimal strings, as proto3 JSON has them)."""
+_NUMBERS: dict[int, Any] = {FieldDescriptor.TYPE_UINT64: Count, FieldDescriptor.TYPE_DOUBLE: float}
 
-    blocksTotal: Decimal
-    blocksDone: Decimal
-    eventsFound: Decimal
-    recordsTotal: Decimal
-    recordsDone: Decimal
-    blocksPerSecond: float
-    etaSeconds: float = Field(description="Estimated seconds left; 0 when unknown.")
-    contentCids: Decimal | None = Field(None, description="IPFS content (when resolved): distinct CIDs in the records.")
-    contentCached: Decimal | None = Field(None, description="CIDs served from the server's cache.")
-    contentFetched: Decimal | None = Field(None, description="CIDs fetched from a gateway (and verified) by this job.")
-    contentFailed: Decimal | None = Field(None, description="CIDs no gateway gave.")
-    contentUnresolved: Decimal | None = Field(None, description="Record fields left unresolved.")
+# Every field of the protobuf JobStats, under its JSON name, as a number (rest_bridge/convert.py fills them).
+JobStats = create_model(
+    "JobStats",
+    __base__=Strict,
+    __doc__="Live figures of a job, from work really done: every field of jobs.proto's JobStats.",
+    **{f.json_name: (_NUMBERS[f.type], ...) for f in jobs_pb2.JobStats.DESCRIPTOR.fields},
+)
 
 
 class Job(Strict):
@@ -90,9 +105,9 @@ class Job(Strict):
     startedAt: Timestamp | None = Field(None, description="Present once the job has started.")
     endedAt: Timestamp | None = Field(None, description="Present once the job is completed, failed or cancelled.")
     completedAt: Timestamp | None = Field(None, description="Present when the job is completed.")
-    fromBlock: Decimal | None = Field(None, description="The resolved range, once the job has started.")
-    toBlock: Decimal | None = None
-    stats: JobStats
+    fromBlock: Block | None = Field(None, description="The resolved range, once the job has started.")
+    toBlock: Block | None = None
+    stats: JobStats  # type: ignore[valid-type]
     error: str | None = Field(None, description="What failed and what to do (failed or cancelled jobs).")
     errorCode: str | None = Field(None, description="UPPER_SNAKE_CASE reason: RPC_UNAVAILABLE, JOB_TIMEOUT, ...")
 
@@ -134,7 +149,7 @@ class DeleteResponse(Strict):
 class Provenance(Strict):
     """The event that created the record, when it is inside the synced range."""
 
-    blockNumber: Decimal
+    blockNumber: Block
     transactionHash: str
     logIndex: int
 
@@ -144,7 +159,7 @@ _SCALARS: dict[int, Any] = {
     FieldDescriptor.TYPE_BOOL: bool,
     FieldDescriptor.TYPE_UINT32: int,
     FieldDescriptor.TYPE_INT32: int,
-    FieldDescriptor.TYPE_UINT64: Decimal,
+    FieldDescriptor.TYPE_UINT64: Block,
 }
 
 
@@ -186,17 +201,44 @@ RECORD_MODELS: dict[str, type[BaseModel]] = {
 
 RecordTotals = create_model("RecordTotals", __base__=Strict, **{kind.name: (int, ...) for kind in KINDS})
 
+DroppedIds = create_model(
+    "DroppedIds",
+    __base__=Strict,
+    __doc__="Per kind, the ids earlier results listed that do not exist at toBlock: delete them from your view.",
+    **{kind.name: (list[str], ...) for kind in KINDS},
+)
+
+
+class Cursor(Strict):
+    """Where a view stands once it applied this result: give jobId as `after` to continue from it."""
+
+    jobId: str
+    toBlock: Block
+    toBlockHash: str
+
+
+class Reorg(Strict):
+    """A branch switch this result handled: blocks forkBlock.. of the branch read before were replaced or lost."""
+
+    forkBlock: Block
+    droppedBlocks: Count
+
+
 SyncResult = create_model(
     "SyncResult",
     __base__=Strict,
     **{name: (list[model], ...) for name, model in RECORD_MODELS.items()},  # type: ignore[valid-type]
-    fromBlock=(Decimal, ...),
-    toBlock=(Decimal, ...),
+    fromBlock=(Block, ...),
+    toBlock=(Block, ...),
     toBlockHash=(str, Field(description="Hash of toBlock: the chain the records were read from.")),
-    chainId=(Decimal, ...),
-    eventsCount=(int, ...),
-    processingTime=(int, Field(description="Wall time of the job in milliseconds.")),
+    chainId=(int, ...),
+    eventsCount=(Count, ...),
+    processingTime=(Count, Field(description="Wall time of the job in milliseconds.")),
     totals=(RecordTotals, Field(description="Records of each kind in the whole result (all pages).")),
+    cursor=(Cursor, Field(description="This result's own cursor.")),
+    after=(str | None, Field(description="The cursor this result continued from; null when none (docs/reorgs.md).")),
+    reorg=(Reorg | None, Field(description="The branch switch handled; null when the chain did not reorganise.")),
+    dropped=(DroppedIds, ...),
 )
 
 

@@ -19,7 +19,7 @@ import orjson
 from chainsync.v1 import jobs_pb2
 from starlette.responses import StreamingResponse
 
-from rest_bridge.convert import job_json, record_json, result_summary_json
+from rest_bridge.convert import job_json, record_json, result_summary_json, rfc3339
 from rest_bridge.errors import rpc_error_parts
 from server.kinds import KIND_NAMES
 from server.states import STATE_NAME, TERMINAL_ENUMS
@@ -47,7 +47,7 @@ async def job_events(call: Any, first: jobs_pb2.JobEvent | None, ping_s: float, 
         for _ in range(1_000_000):  # a job has far fewer events; bounds the loop all the same
             if event is not None:
                 # eventTime: when the server recorded this change (clients measure their delay with it)
-                data = {**job_json(event.job), "eventTime": event.time.ToJsonString()}
+                data = {**job_json(event.job), "eventTime": rfc3339(event.time)}
                 yield sse_event("job", data, event.sequence)
                 if event.job.state in TERMINAL_ENUMS:
                     yield sse_event("end", {"jobId": event.job.id, "status": STATE_NAME[event.job.state]})

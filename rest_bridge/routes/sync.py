@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from rest_bridge import models
-from rest_bridge.convert import FastJSON, job_json, result_json
+from rest_bridge.convert import FastJSON, job_json, result_json, rfc3339
 from rest_bridge.errors import BadRequest
 from rest_bridge.jobservice import UNARY_TIMEOUT_S, metadata_of, stub_of
 from rest_bridge.models import JobId, is_number
@@ -37,6 +37,7 @@ def start_request(body: models.StartSyncBody, request_id: str | None) -> jobs_pb
         type=TYPE_ENUM[body.type],
         request_id=request_id or "",
         incremental=body.incremental,
+        after_job_id=body.after or "",
     )
     for field, value in [
         ("blocks_back", body.blocksBack),
@@ -143,7 +144,7 @@ async def job_result(
     if not streaming:
         return FastJSON(result_json(first))
     target = request.app.state.settings.grpc_addr
-    body = ndjson_records(fetch, first, size, first.complete_time.ToJsonString(), target)
+    body = ndjson_records(fetch, first, size, rfc3339(first.complete_time), target)
     return StreamingResponse(body, media_type=NDJSON)
 
 
