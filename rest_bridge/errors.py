@@ -34,11 +34,13 @@ ROUTING_REASONS = {CATALOGUE[reason].http: reason for reason in ("NOT_FOUND", "M
 
 
 class BadRequest(Exception):
-    """Input the bridge refuses itself (a header, a page token): a 400 INVALID_ARGUMENT naming ``field``."""
+    """Input the bridge refuses itself (a header, a page token), naming ``field``: INVALID_ARGUMENT (400) unless
+    another reason of the catalogue says better (INVALID_TOKEN for an Authorization gRPC cannot carry: 401)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str = "INVALID_ARGUMENT") -> None:
         super().__init__(message)
         self.field = field
+        self.reason = reason
 
 
 def error_info(err: grpc.RpcError) -> tuple[str | None, dict[str, str]]:
@@ -117,7 +119,8 @@ async def on_validation_error(request: Request, exc: RequestValidationError) -> 
 
 
 async def on_bad_request(request: Request, exc: BadRequest) -> JSONResponse:
-    return bridge_error("INVALID_ARGUMENT", str(exc), {"field": exc.field})
+    headers = {"WWW-Authenticate": 'Bearer realm="chainsync"'} if CATALOGUE[exc.reason].http == 401 else None
+    return bridge_error(exc.reason, str(exc), {"field": exc.field}, headers)
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -56,8 +56,8 @@ def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:
     """The gRPC metadata of a call: the client's Authorization header, passed through as it came, and
     the request id (``x-request-id``) that the RequestIds middleware put in the log context."""
     auth = request.headers.get("authorization")
-    if auth and not auth.isascii():
-        raise BadRequest("Authorization", "Authorization: a bearer token is ASCII text")
+    if auth and not (auth.isascii() and auth.isprintable()):  # what gRPC metadata can carry: printable ASCII
+        raise BadRequest("Authorization", "Authorization: a bearer token is printable ASCII text", "INVALID_TOKEN")
     request_id = logs.request_id_var.get()
     if auth:
         return (("authorization", auth), ("x-request-id", request_id)) if request_id else (("authorization", auth),)

@@ -30,8 +30,8 @@ SECURED = {"security": [{"bearer": []}]}  # openapi_extra of every JobService ro
 ERROR_HEADLINES = {
     400: "Bad input; `details.field` names what",
     401: "Missing or wrong bearer token",
-    404: "No such job",
-    409: "The job is not in a state that allows this",
+    404: "No such job (for a start: `after` names none)",
+    409: "The job is not in a state that allows this (for a start: `after` has not completed)",
     413: "Request body over 64 KiB",
     429: "The server is overloaded",
     500: "Unexpected error",

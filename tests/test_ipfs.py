@@ -519,8 +519,8 @@ def test_a_sync_resolves_every_cid_field_and_the_next_one_uses_the_cache(devnet,
                     body = http.get(f"/api/blockchain/sync/result/{first}").json()
                     assert check_records(body["result"], contents, failing) == fields
                     stats = http.get(f"/api/blockchain/sync/status/{first}").json()["job"]["stats"]
-                    assert stats["contentCids"] == str(len(cids)) and stats["contentFailed"] == "5"
-                    assert stats["contentFetched"] == str(len(cids) - 5) and stats["contentCached"] == "0"
+                    assert stats["contentCids"] == len(cids) and stats["contentFailed"] == 5
+                    assert stats["contentFetched"] == len(cids) - 5 and stats["contentCached"] == 0
 
                     gw.reset()
                     gw.fail.clear()

@@ -58,7 +58,7 @@ def start_request(body: models.StartSyncBody, request_id: str | None) -> jobs_pb
     tags=["sync"],
     openapi_extra=SECURED,
     summary="Start a sync job (returns its id at once)",
-    responses=error_responses(413, 429),
+    responses=error_responses(404, 409, 413, 429),
 )
 async def start_sync(
     request: Request,
