@@ -32,11 +32,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from server.logs import redact
+from server.states import PENDING, STATES
 
 log = logging.getLogger("chainsync.metrics")
 disable_created_metrics()  # no `_created` series beside every counter and histogram: half the scrape, unused
 
-JOB_STATES = ("pending", "running", "completed", "failed", "cancelled")
 # A sync job takes from well under a second (a few blocks) to hours (a full mainnet history).
 JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, float("inf"))
 # One HTTP request to the node: a local node answers in a millisecond, a public provider in tens to thousands.
@@ -208,12 +208,12 @@ class JobsCollector(Collector):
             jobs = GaugeMetricFamily(
                 "chainsync_jobs", "Jobs in the store by state (with PostgreSQL: all replicas' jobs).", labels=["state"]
             )
-            for state in JOB_STATES:
+            for state in STATES:
                 jobs.add_metric([state], counts.get(state, 0))
             yield jobs
             yield GaugeMetricFamily(
                 "chainsync_queue_depth", "Jobs waiting for a worker (pending; with PostgreSQL: all replicas').",
-                value=counts.get("pending", 0),
+                value=counts.get(PENDING, 0),
             )  # fmt: skip
         busy, size = self.workers()
         yield GaugeMetricFamily("chainsync_workers_busy", "Worker threads of this server running a job.", value=busy)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from server import states
 from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import Touch
 from server.engine.ranges import BlockRange, resolve_range, safe_head
@@ -175,15 +176,17 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
         if ctx.stop.reason:  # it failed because it was being stopped: the stop is what happened
             _stopped(ctx, ctx.stop.reason, stats, deps.metrics)
         else:
-            _finish(ctx, deps.metrics, "failed", message="Failed", error_code=exc.reason, error_message=exc.message)
+            _finish(
+                ctx, deps.metrics, states.FAILED, message="Failed", error_code=exc.reason, error_message=exc.message
+            )
     except RpcError as exc:
-        _finish(ctx, deps.metrics, "failed", message="Failed", error_code="RPC_ERROR", error_message=str(exc))
+        _finish(ctx, deps.metrics, states.FAILED, message="Failed", error_code="RPC_ERROR", error_message=str(exc))
     except Exception as exc:  # a bug: fail the job loudly rather than leave it running
         log.exception("job failed unexpectedly")
         _finish(
             ctx,
             deps.metrics,
-            "failed",
+            states.FAILED,
             message="Failed",
             error_code="INTERNAL",
             error_message=f"internal error: {type(exc).__name__}: {exc}",
@@ -234,7 +237,7 @@ def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) ->
     _finish(
         ctx,
         deps.metrics,
-        "completed",
+        states.COMPLETED,
         summary=summary,
         stats={**stats.as_dict(), **(content.as_dict() if content else {})},
         message=f"Synced {sum(outcome.counts.values())} records from blocks {rng.from_block}..{rng.to_block}",
@@ -273,7 +276,7 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: Server
         _finish(
             ctx,
             metrics,
-            "failed",
+            states.FAILED,
             message="Timed out",
             error_code="JOB_TIMEOUT",
             stats=last,
@@ -286,7 +289,7 @@ def _stopped(ctx: JobContext, why: str, stats: SyncStats | None, metrics: Server
             _finish(
                 ctx,
                 metrics,
-                "cancelled",
+                states.CANCELLED,
                 message="Cancelled",
                 error_code="JOB_CANCELLED",
                 stats=last,
@@ -318,7 +321,7 @@ def _log_end(job: JobRecord, state: str, details: dict[str, Any]) -> None:
         fields["records"] = sum(summary.record_counts.values())
         fields["events"] = summary.events_count
         fields["blocks"] = f"{summary.from_block}..{summary.to_block}"
-    if state == "failed":
+    if state == states.FAILED:
         fields["reason"] = details.get("error_code")
         log.warning("job failed: %s", details.get("error_message"), extra=fields)
     else:

@@ -36,7 +36,7 @@ from server.service.requests import (
     validate_start,
 )
 from server.service.watch import WatchHub
-from server.states import STATE_NAME, TYPE_NAME
+from server.states import CANCELLED, COMPLETED, FAILED, STATE_NAME, TYPE_NAME
 
 log = logging.getLogger("chainsync.servicer")
 
@@ -66,13 +66,13 @@ def _list_position(value: Any) -> JobPosition:
 def no_result(job: JobRecord) -> ChainsyncError:
     """Why a job that is not completed has no result: it failed, it was cancelled, or it is not done yet."""
     details = {"jobId": job.id, "state": job.state}
-    if job.state == "failed":
+    if job.state == FAILED:
         return ChainsyncError(
             "JOB_FAILED",
             f"job {job.id} failed and has no result: {job.error_code}: {job.error_message}",
             {**details, "errorCode": job.error_code or "", "error": job.error_message or ""},
         )
-    if job.state == "cancelled":
+    if job.state == CANCELLED:
         return ChainsyncError("JOB_CANCELLED", f"job {job.id} was cancelled and has no result", details)
     return ChainsyncError(
         "JOB_NOT_COMPLETED", f"job {job.id} is {job.state}; its result is available once it is completed", details
@@ -149,7 +149,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             raise ChainsyncError(
                 "CURSOR_NOT_FOUND", f"after: no job with id {after}", {"field": "after", "jobId": after}
             )
-        if job.state != "completed":
+        if job.state != COMPLETED:
             raise ChainsyncError(
                 "CURSOR_NOT_COMPLETED",
                 f"after: job {after} is {job.state}; a sync continues only from a completed one",
@@ -163,7 +163,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     async def GetResult(self, request, context):
         job = await self._get(request.job_id, context)
-        if job.state != "completed":
+        if job.state != COMPLETED:
             raise no_result(job)
         if not 0 <= request.page_size <= MAX_RESULT_PAGE:
             raise invalid_argument("pageSize", f"must be between 0 (everything) and {MAX_RESULT_PAGE}")

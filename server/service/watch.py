@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from server.jobs.store import JobStore
+from server.states import TERMINAL
 
 Event = tuple[int, float, dict[str, Any]]  # (sequence, time, job snapshot)
 KEEP_EVENTS = 256  # recent events held in memory per watched job
@@ -93,4 +94,4 @@ class WatchHub:
 
 
 def _finished(event: Event) -> bool:
-    return event[2]["state"] in ("completed", "failed", "cancelled")
+    return event[2]["state"] in TERMINAL

@@ -32,7 +32,7 @@ from typing import Any
 
 from server.jobs.store.connector import Connector, Row, Transaction
 from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
-from server.states import TERMINAL
+from server.states import COMPLETED, PENDING, RUNNING, TERMINAL
 
 JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)  # the jobs columns a job query selects
 _JSON_FIELDS = ("request", "stats", "checkpoint")  # stored as JSON text
@@ -77,7 +77,7 @@ class JobStore:
         if owner is None:
             return True
         row = tx.one("job_holder_for_update", job_id=job_id)
-        return row is not None and row["state"] == "running" and row["owner"] == owner
+        return row is not None and row["state"] == RUNNING and row["owner"] == owner
 
     # -- jobs ------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class JobStore:
             job = job_from_row(row) if row else None
             if job is None or job.finished:
                 return job
-            if job.state == "pending":
+            if job.state == PENDING:
                 tx.run("cancel_pending_job", job_id=job_id, ended_at=time.time())
             else:
                 tx.run("flag_cancel", job_id=job_id)
@@ -217,12 +217,12 @@ class JobStore:
                 return False
             if summary is not None:
                 tx.run("save_result", job_id=job_id, summary=json.dumps(asdict(summary)))
-            if state == "completed" and summary is not None and summary.window_from is not None:
+            if state == COMPLETED and summary is not None and summary.window_from is not None:
                 self._keep_window(tx, job_id, summary)
             else:
                 tx.run("forget_touched", job_id=job_id)
                 tx.run("forget_window", job_id=job_id)
-            if state != "completed":
+            if state != COMPLETED:
                 tx.run("forget_records", job_id=job_id)
             self._changed(tx, job_id)
             return True

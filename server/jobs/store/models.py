@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from server.states import TERMINAL
+from server.states import PENDING, TERMINAL
 
 # Where a page of the job list ends: (created_at, id) of its last job; the next page starts after it.
 JobPosition = tuple[float, str]
@@ -18,7 +18,7 @@ class JobRecord:
     type: str  # a job type of server/kinds.py (blockchain_sync, ...)
     request: dict[str, Any]  # the StartSyncRequest as received, in JSON form
     timeout_s: int
-    state: str = "pending"
+    state: str = PENDING
     progress: int = 0
     message: str = "Waiting for a worker"
     request_id: str | None = None
