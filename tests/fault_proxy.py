@@ -30,6 +30,7 @@ class Faults:
     provider: str = "generic"  # whose error text the range/result caps answer with (see PROVIDER_ERRORS)
     max_range: int | None = None  # eth_getLogs ranges wider than this are refused
     max_results: int | None = None  # eth_getLogs answers with more logs than this are refused
+    unsupported: tuple[str, ...] = ()  # JSON-RPC methods answered as geth answers a method it lacks (-32601)
 
 
 def provider_error(provider: str, cap: str, start: int, end: int, limit: int) -> dict:
@@ -73,6 +74,7 @@ class FaultProxy:
         self.requests = 0
         self.faulted = 0
         self.refused = 0  # range or result-size refusals answered
+        self.unsupported_asked = 0  # calls to a method the node lacks (Faults.unsupported)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=30)
@@ -123,7 +125,7 @@ class FaultProxy:
             payload = b'{"error": "Too Many Requests"}' if f.status == 429 else b"Service Unavailable"
             self._reply(handler, f.status, payload)
             return
-        refusal = self._range_refusal(body)
+        refusal = self._range_refusal(body) or self._unsupported(body)
         if refusal is not None:
             self._reply(handler, 200, json.dumps(refusal).encode())
             return
@@ -146,6 +148,20 @@ class FaultProxy:
             return None
         flt = request["params"][0]
         return request.get("id"), int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
+
+    def _unsupported(self, body: bytes) -> dict | None:
+        if not self.faults.unsupported:
+            return None
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(request, dict) or request.get("method") not in self.faults.unsupported:
+            return None
+        with self._lock:
+            self.unsupported_asked += 1
+        message = f"the method {request['method']} does not exist/is not available"
+        return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32601, "message": message}}
 
     def _range_refusal(self, body: bytes) -> dict | None:
         f = self.faults

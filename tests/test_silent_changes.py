@@ -9,10 +9,15 @@ missed, which is why it exists.
 
 from __future__ import annotations
 
+import json
+import time
+
 import grpc
+import httpx
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
+from tests.fault_proxy import FaultProxy, Faults
 from tests.processes import grpc_server
 from tests.stack import TERMINAL, wait_for_state
 
@@ -65,3 +70,42 @@ def test_event_less_changes_are_found(devnet, tmp_path, strategy: str) -> None:
                 assert entity_id in ids, (function, kind, entity_id, block)
                 record = next(r for r in getattr(result, kind) if int(r.id) == entity_id)
                 assert not record.HasField("created"), "created outside the one-block range"
+
+
+def test_auto_on_a_node_without_traces_asks_once_says_so_once_and_no_job_pays_a_probe(devnet, tmp_path) -> None:
+    """The server probes trace_filter when it starts; its jobs read blocks' transactions without asking again."""
+    cases = silent_only_blocks(devnet.expected, devnet.historical_state_from)
+    with (
+        FaultProxy(devnet.url, Faults(unsupported=("trace_filter",))) as proxy,
+        grpc_server(
+            rpc_url=proxy.url,
+            deployment_path=devnet.deployment_path,
+            db=tmp_path / "j.db",
+            extra_env={"CHAINSYNC_SILENT_CHANGES": "auto", "CHAINSYNC_LOG_FORMAT": "json"},
+        ) as server,
+    ):
+        for kind, entity_id, block, function in cases[:3]:
+            result = sync_block(server.addr, kind, block)
+            assert entity_id in [int(r.id) for r in getattr(result, kind)], (function, "found from the blocks")
+        assert proxy.unsupported_asked == 1, "one probe, at the server's start"
+        scrape = httpx.get(f"http://{server.metrics_addr}/metrics", timeout=10).text
+    lines = [json.loads(line) for line in server.proc.stdout.read().splitlines() if line.startswith("{")]
+    said = [line for line in lines if "does not serve trace_filter" in line["message"]]
+    assert len(said) == 1 and said[0]["level"] == "INFO" and said[0]["endpoint"] == proxy.url
+    assert not [line for line in lines if line["level"] == "WARNING" and "trace" in line["message"]]
+    assert 'method="trace_filter",outcome="rpc_error"} 1.0' in scrape, "counted by method: the one probe"
+    assert 'method="eth_getBlockByNumber"' in scrape
+
+
+def test_a_trace_probe_answer_is_kept_for_a_while_then_asked_again(devnet) -> None:
+    from server.engine.silent import TraceSupport
+
+    with FaultProxy(devnet.url, Faults()) as proxy:
+        support = TraceSupport(recheck_s=0.5)
+        assert support.probe(proxy.url) is True and proxy.requests == 1
+        proxy.faults.unsupported = ("trace_filter",)  # the endpoint changes (another node behind the URL)
+        assert support.probe(proxy.url) is True and proxy.requests == 1, "kept: not asked again"
+        time.sleep(0.6)
+        assert support.answer(proxy.url) is None and support.probe(proxy.url) is False and proxy.requests == 2
+        support.forget(proxy.url)  # traces failed in a job: the next one asks again
+        assert support.answer(proxy.url) is None
