@@ -1,19 +1,16 @@
 """chainsync server: the gRPC JobService, its job store, runner and sync engine.
 
-Modules, one concern each:
+In layers, each importing only its own and those below it (tests/test_layers.py):
 
-- ``config``    settings from flags, environment and defaults
-- ``errors``    the error type every layer raises, and its gRPC status
-- ``rpc``       the JSON-RPC transport to the EVM node (batching, retries)
-- ``contracts`` what the sync knows of the platform's contracts (ABIs, topics)
-- ``sync``      the sync engine: range rules, log scan, getter reads
-- ``store``     the job store (jobs/store/): one JobStore on a SQLite or PostgreSQL connector
-- ``runner``    the thread pool that claims jobs, leases and heartbeats
-- ``jobs``      what running one sync job means (range, engine, finish)
-- ``servicer``  the gRPC JobService (grpc.aio)
-- ``watch``     fan-out of job events to WatchJob streams
-- ``interceptors`` bearer-token auth and errors as rich gRPC statuses
-- ``serve``     wiring: builds the store, runner and gRPC server
-- ``cli``       the ``chainsync`` command
-- ``logs``      log format (JSON lines or text), job and request ids on every line, secrets masked
+- base (this folder): ``kinds`` (the record kinds, declared once), ``states``,
+  ``errors`` (and their catalogue), ``stopping``, ``retry``, ``config``,
+  ``logs``, ``metrics``;
+- ``transport/``: the JSON-RPC client and each endpoint's window;
+- ``engine/``: a block range into records (ranges, chunks, event-less
+  changes, reorgs, decoding);
+- ``jobs/``: the job store, the runner, one sync job, IPFS content;
+- ``service/``: the gRPC JobService and the wiring that starts it all;
+- ``cli``: the ``chainsync`` command.
+
+The README's "Layout" table says which module owns what.
 """

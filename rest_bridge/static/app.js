@@ -12,7 +12,8 @@ const ROWS_PER_PAGE = 20; // records per page in the job view (paged here, after
 const MAX_TIMINGS = 1000;
 const MAX_RECONNECTS = 50;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
-const KINDS = ["proposals", "petitions", "reports"];
+// The record kinds come from each result (its `totals`); these are the columns chosen for the kinds the page
+// knows. Another kind shows its id and first scalar fields (docs/adding-a-contract.md).
 const COLUMNS = {
   proposals: [
     ["id", "Id"], ["titleCid", "Title CID"], ["creator", "Creator"], ["yesVotes", "Yes"], ["noVotes", "No"],
@@ -516,8 +517,33 @@ function drawJobView(job) {
   if (job.status === "completed" && (!state.records || state.records.jobId !== job.id)) loadRecords(job.id);
 }
 
+function columnsOf(kind, sample) {
+  if (COLUMNS[kind]) return [...COLUMNS[kind]];
+  const scalar = Object.keys(sample || {}).filter((k) => k !== "id" && ["string", "boolean"].includes(typeof sample[k]));
+  return [["id", "Id"], ...scalar.slice(0, 7).map((k) => [k, k])];
+}
+
+function kindTabs(kinds) {
+  const tabs = $("kind-tabs");
+  if (tabs.dataset.kinds === kinds.join(",")) return;
+  tabs.dataset.kinds = kinds.join(",");
+  tabs.replaceChildren(
+    ...kinds.map((kind) => {
+      const tab = el("button", { type: "button", role: "tab", id: `tab-${kind}`, "aria-controls": "records-table" });
+      tab.dataset.kind = kind;
+      tab.addEventListener("click", () => {
+        if (!state.records) return;
+        state.records.kind = kind;
+        state.records.page = 0;
+        drawRecords();
+      });
+      return tab;
+    }),
+  );
+}
+
 async function loadRecords(jobId) {
-  const records = { jobId, byKind: { proposals: [], petitions: [], reports: [] }, kind: "proposals", page: 0, query: "" };
+  const records = { jobId, kinds: [], byKind: {}, kind: "", page: 0, query: "" };
   state.records = records;
   $("records-status").textContent = "Loading records…";
   let token = "";
@@ -527,7 +553,12 @@ async function loadRecords(jobId) {
       if (token) query.set("pageToken", token);
       const data = await api("GET", `/api/blockchain/sync/result/${jobPath(jobId)}?${query}`);
       if (state.records !== records) return; // another job was opened meanwhile
-      for (const kind of KINDS) records.byKind[kind].push(...data.result[kind]);
+      if (!records.kinds.length) {
+        records.kinds = Object.keys(data.result.totals);
+        records.kind = records.kinds[0];
+        for (const kind of records.kinds) records.byKind[kind] = [];
+      }
+      for (const kind of records.kinds) records.byKind[kind].push(...data.result[kind]);
       records.summary = data.result;
       token = data.nextPageToken || "";
       if (!token) break;
@@ -564,13 +595,14 @@ function show(value) {
 function drawRecords() {
   const records = state.records;
   if (!records) return;
-  for (const kind of KINDS) {
+  kindTabs(records.kinds);
+  for (const kind of records.kinds) {
     const tab = $(`tab-${kind}`);
     const selected = kind === records.kind;
     tab.setAttribute("aria-selected", String(selected));
     tab.textContent = `${kind[0].toUpperCase()}${kind.slice(1)} (${records.byKind[kind].length})`;
   }
-  const columns = [...COLUMNS[records.kind]];
+  const columns = columnsOf(records.kind, records.byKind[records.kind][0]);
   if (records.byKind[records.kind].some((r) => typeof r.title === "string")) {
     columns.splice(1, 0, ["title", "Title"]); // text resolved from IPFS (docs/ipfs.md), when the server does that
   }
@@ -621,14 +653,6 @@ function init() {
   $("refresh").addEventListener("click", () => loadJobs());
   $("more").addEventListener("click", () => loadJobs({ more: true }));
   $("close-view").addEventListener("click", closeJobView);
-  for (const kind of KINDS) {
-    $(`tab-${kind}`).addEventListener("click", () => {
-      if (!state.records) return;
-      state.records.kind = kind;
-      state.records.page = 0;
-      drawRecords();
-    });
-  }
   $("search").addEventListener("input", () => {
     if (!state.records) return;
     state.records.query = $("search").value.trim().toLowerCase();
