@@ -119,7 +119,7 @@ def run_web3(url: str, addresses: dict[str, str], start: int, end: int) -> dict[
                 for entry in event.get_logs(from_block=lo, to_block=min(end, lo + CHUNK - 1)):
                     events += 1
                     ids[kind].add(next(iter(entry["args"].values())))
-        getter = getattr(contract.functions, kinds[kind].getter)
+        getter = getattr(contract.functions, kinds[kind].declared.getter)
         for entity_id in sorted(ids[kind]):
             getter(entity_id).call(block_identifier=end)
     return {"seconds": time.perf_counter() - t0, "events": events}

@@ -34,6 +34,7 @@ class Settings:
     silent_changes: str = "auto"
     reorg_window: int = 128  # blocks up to a job's toBlock whose hashes and touches it keeps (docs/reorgs.md)
     rpc_budget_s: int = 30
+    rpc_concurrency: int = 8  # requests in flight to one node URL at most (the window adapts below it)
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
     lease_s: int = 15
@@ -85,6 +86,7 @@ class Settings:
             ("reorg_window", "CHAINSYNC_REORG_WINDOW"),
             ("lease_s", "CHAINSYNC_LEASE_SECONDS"),
             ("rpc_budget_s", "CHAINSYNC_RPC_BUDGET"),
+            ("rpc_concurrency", "CHAINSYNC_RPC_CONCURRENCY"),
             ("ipfs_concurrency", "CHAINSYNC_IPFS_CONCURRENCY"),
             ("ipfs_timeout_s", "CHAINSYNC_IPFS_TIMEOUT"),
         ]:
@@ -101,6 +103,8 @@ class Settings:
             raise SystemExit("CHAINSYNC_TLS_CERT and CHAINSYNC_TLS_KEY go together: set both or neither")
         if settings.silent_changes not in ("auto", "trace", "blocks", "off"):
             raise SystemExit("CHAINSYNC_SILENT_CHANGES must be auto, trace, blocks or off")
+        if not 1 <= settings.rpc_concurrency <= 256:
+            raise SystemExit(f"CHAINSYNC_RPC_CONCURRENCY must be between 1 and 256, got {settings.rpc_concurrency}")
         if not 1 <= settings.reorg_window <= 100_000:
             raise SystemExit(f"CHAINSYNC_REORG_WINDOW must be between 1 and 100000 blocks, got {settings.reorg_window}")
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -107,7 +107,6 @@ def test_failover_to_the_next_url_when_the_first_is_down(devnet, tmp_path, refer
 
 def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> None:
     """The sync reads at most max_logs_bytes of one eth_getLogs answer; a larger one is split, not held."""
-    from server.engine.chunks import ChunkSizer
     from server.engine.contracts import entity_kinds, load_deployment
     from server.engine.stats import SyncStats
     from server.engine.sync import SyncEngine, SyncOptions
@@ -116,9 +115,12 @@ def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> N
     with JsonRpc([devnet.url]) as rpc:
         options = SyncOptions(log_chunk_blocks=100_000, max_logs_bytes=64 * 1024, silent_changes="off")
         engine = SyncEngine(rpc, load_deployment(devnet.deployment_path), entity_kinds(), options)
-        sizer = ChunkSizer(100_000, 100_000)
         stats = SyncStats()
         addresses = [devnet.deployment[c] for c in ("Proposals", "Petitions", "Reports")]
-        stop, logs = engine._logs_adaptive(1, devnet.expected.head_block, addresses, sizer, stats)
-        assert stats.range_splits > 0 and stop < devnet.expected.head_block
-        assert len(str(logs)) < 4 * 64 * 1024
+        logs = engine.scan._logs(1, devnet.expected.head_block, addresses, stats)
+        whole = rpc.call(
+            "eth_getLogs", [{"fromBlock": "0x1", "toBlock": hex(devnet.expected.head_block), "address": addresses}]
+        )
+        assert stats.range_splits > 0 and engine.scan.sizer.size < 100_000, "the answer was too large: split"
+        assert logs == whole, "every log, in order, from the smaller requests"
+        engine.close()

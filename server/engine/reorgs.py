@@ -47,15 +47,19 @@ def window_start(to_block: int, window: int, floor: int) -> int:
     return max(floor, to_block - window + 1)
 
 
-def fork_point(window: dict[int, str], hashes_now: HashesNow, window_size: int) -> int | None:
+def fork_point(
+    window: dict[int, str], hashes_now: HashesNow, window_size: int, known: dict[int, str | None] | None = None
+) -> int | None:
     """The first block that differs from the recorded window, or None when none does.
 
+    ``known``: hashes of the chain now already asked for (the setup round trip asks for the cursor's).
     REORG_TOO_DEEP when not even the window's lowest block is unchanged.
     """
     if not window:
         return None
     top = max(window)
-    if hashes_now([top])[top] == window[top]:
+    now_top = known[top] if known and top in known else hashes_now([top])[top]
+    if now_top == window[top]:
         return None  # the newest recorded block stands, so does everything below it
     blocks = sorted(window)
     now = hashes_now(blocks)

@@ -30,6 +30,7 @@ from server.errors import ChainsyncError
 from server.logs import redact
 from server.metrics import NO_METRICS, ServerMetrics
 from server.retry import Transient
+from server.transport.endpoints import SHARED, Endpoints
 from server.transport.provider_limits import RpcError, range_limit
 from server.transport.rpc import JsonRpc
 
@@ -44,8 +45,9 @@ PROBE_TIMEOUT_S = 5.0
 class TraceSupport:
     """Which endpoints serve trace_filter: probed once per endpoint, kept for an hour, one per server."""
 
-    def __init__(self, recheck_s: float = PROBE_AGAIN_S) -> None:
+    def __init__(self, recheck_s: float = PROBE_AGAIN_S, endpoints: Endpoints = SHARED) -> None:
         self.recheck_s = recheck_s
+        self.endpoints = endpoints
         self._answers: dict[str, tuple[bool, float]] = {}  # url -> (serves traces, when asked)
         self._lock = threading.Lock()
         self._probing: dict[str, threading.Lock] = {}  # one probe of an endpoint at a time; others wait for it
@@ -88,7 +90,10 @@ class TraceSupport:
         return thread
 
     def _ask(self, url: str, metrics: ServerMetrics) -> bool | None:
-        with JsonRpc([url], timeout_s=PROBE_TIMEOUT_S, budget_s=PROBE_TIMEOUT_S, metrics=metrics) as rpc:
+        rpc = JsonRpc(
+            [url], timeout_s=PROBE_TIMEOUT_S, budget_s=PROBE_TIMEOUT_S, metrics=metrics, endpoints=self.endpoints
+        )
+        with rpc:
             try:
                 rpc.call("trace_filter", [{"fromBlock": "0x0", "toBlock": "0x0", "toAddress": [ZERO_ADDRESS]}])
                 serves, why = True, ""

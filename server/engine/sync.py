@@ -1,40 +1,48 @@
-"""The sync engine: reading a block range into records.
+"""The sync engine: reading a plan's block range into records.
 
-Owns the order of the work: the log scan over the kinds' contracts, chunk by
-chunk (sizes from server/engine/chunks.py, event-less changes from
-server/engine/silent.py), then each touched entity's state at ``to_block``
-through its getter in JSON-RPC batches, then the check that the chain under
-the range did not change meanwhile (server/engine/reorgs.py). Knows nothing of
-jobs or stores: it reports progress and hands touches and records to the
-journal it is given (server/engine/journal.py).
+Owns the order of the work, each step in as few round trips as it allows:
+
+1. setup: chain id and head in one batch (with the cursor's block, when an
+   incremental sync continues from one), then the plan (server/jobs/sync_job.py);
+2. the window: the hash of each block of the job's reorg window, recorded
+   before any log of those blocks is read (server/engine/reorgs.py), with the
+   counters at toBlock fetched meanwhile when the plan needs them;
+3. the log scan, several chunks in flight, saved in block order
+   (server/engine/scan.py);
+4. each entity's state at toBlock, several getter batches in flight
+   (server/engine/reads.py);
+5. the check that the chain under the window did not move meanwhile; if it
+   did, what still exists is kept and the work goes on from the fork.
+
+Knows nothing of jobs or stores: it reports progress and hands touches and
+records to the journal it is given (server/engine/journal.py). How many
+requests fly at once is the endpoint's window (server/transport/endpoints.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import Deployment, EntityKind
-from server.engine.journal import SyncJournal, Touch
+from server.engine.journal import SyncJournal
+from server.engine.pipeline import all_of
 from server.engine.ranges import BlockRange, safe_head
+from server.engine.reads import StateReader
 from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
+from server.engine.scan import LogScan
 from server.engine.silent import SilentChanges, TraceSupport
 from server.engine.stats import SyncStats
 from server.errors import ChainsyncError
 from server.metrics import NO_METRICS, ServerMetrics
-from server.retry import GaveUp, RetryPolicy, retry_call
-from server.transport.provider_limits import RpcError, range_limit
-from server.transport.rpc import JsonRpc, ResponseTooLarge, TransientError
+from server.transport.provider_limits import RpcError
+from server.transport.rpc import MAX_BATCH, JsonRpc
 
 log = logging.getLogger("chainsync.sync")
-
-GETTER_PAGE = 200  # entities read per JSON-RPC batch round (split into arrays of 100)
-REFETCH_MALFORMED = RetryPolicy(attempts=3, base_delay_s=0.0, jitter=False)  # an answer that parsed but made no sense
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class SyncOptions:
     max_logs_per_chunk: int = 10_000  # a chunk with more logs halves the next range
     max_logs_bytes: int = 16 * 1024 * 1024  # a larger eth_getLogs answer is dropped and its range halved
     silent_changes: str = "auto"  # auto | trace | blocks | off: how event-less changes are found
+    concurrency: int = 8  # work items in flight (chunks, getter batches); the endpoint's window decides requests
     reorg_retries: int = 3  # reorgs under one job before it gives up (CHAIN_UNSTABLE)
     reorg_window: int = 128  # blocks up to toBlock whose hashes (and touches) a job keeps: CHAINSYNC_REORG_WINDOW
 
@@ -91,210 +100,65 @@ class SyncEngine:
         self.deployment = deployment
         self.kinds = kinds
         self.options = options
+        ahead = max(1, options.concurrency)
+        self.pool = ThreadPoolExecutor(max_workers=2 * ahead + 2, thread_name_prefix="chainsync-work")
         support = trace_support if trace_support is not None else TraceSupport()
-        self.silent = SilentChanges(rpc, options.silent_changes, options.log_chunk_max, support, metrics)
+        silent = SilentChanges(rpc, options.silent_changes, options.log_chunk_max, support, metrics)
+        sizer = ChunkSizer(
+            options.log_chunk_blocks, options.log_chunk_max, options.grow_after, options.max_logs_per_chunk
+        )
+        self.scan = LogScan(rpc, silent, metrics, self.pool, ahead, sizer, options.max_logs_bytes)
+        self.reader = StateReader(rpc, deployment, kinds, metrics, self.pool, ahead)
+
+    def close(self) -> None:
+        """Stops the engine's threads (work still queued is dropped; requests in flight end on their own)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- chain facts --------------------------------------------------------
+
+    def setup(self, check_block: int | None = None) -> tuple[int, int, str | None]:
+        """(chain id, head, hash of check_block or None) in one round trip; CHAIN_MISMATCH when the node is
+        not on the deployment file's chain."""
+        calls = [("eth_chainId", []), ("eth_blockNumber", [])]
+        if check_block is not None:
+            calls.append(("eth_getBlockByNumber", [hex(check_block), False]))
+        answers = self.rpc.batch(calls)
+        chain_id, head = int(answers[0], 16), int(answers[1], 16)
+        expected = self.deployment.chain_id
+        if expected is not None and int(expected) != chain_id:
+            raise ChainsyncError(
+                "CHAIN_MISMATCH", f"the node is on chain {chain_id} but the deployment file is for chain {expected}"
+            )
+        checked = (answers[2] or {}).get("hash") if check_block is not None else None
+        return chain_id, head, checked
 
     def head(self) -> int:
         return int(self.rpc.call("eth_blockNumber", []), 16)
 
-    def check_chain(self) -> int:
-        chain_id = int(self.rpc.call("eth_chainId", []), 16)
-        expected = self.deployment.chain_id
-        if expected is not None and int(expected) != chain_id:
-            raise ChainsyncError(
-                "CHAIN_MISMATCH",
-                f"the node is on chain {chain_id} but the deployment file is for chain {expected}",
-            )
-        return chain_id
-
-    def block_hashes(self, numbers: list[int]) -> dict[int, str]:
-        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
-        missing = [n for n, b in zip(numbers, blocks) if b is None]
-        if missing:
-            raise ChainsyncError("BLOCK_NOT_FOUND", f"the node has no block {missing[0]}")
-        return {n: b["hash"] for n, b in zip(numbers, blocks)}
-
-    def block_hash(self, number: int) -> str:
-        return self.block_hashes([number])[number]
-
-    def count(self, kind: EntityKind, block: int) -> int:
-        return int(self.rpc.call(*kind.counter_call(self.deployment.addresses[kind.contract], block)), 16)
-
-    # -- the log scan ---------------------------------------------------------
-
-    def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
-        logs = self.rpc.call(
-            "eth_getLogs",
-            [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
-            max_response_bytes=self.options.max_logs_bytes,
-        )
-        if not isinstance(logs, list):
-            raise TransientError("eth_getLogs answered something that is not a list")
-        for entry in logs:
-            if not start <= int(entry["blockNumber"], 16) <= end:
-                raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {entry['blockNumber']}")
-        return logs
-
-    def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
-        """The logs, fetched again (a few times) while the node's answers parse but make no sense."""
-        try:
-            return retry_call(lambda _: self._get_logs(start, end, addresses), REFETCH_MALFORMED)
-        except GaveUp:
-            raise ChainsyncError("RPC_BAD_RESPONSE", "the node kept answering malformed eth_getLogs results") from None
-
-    def _logs_adaptive(
-        self, start: int, end: int, addresses: list[str], sizer: ChunkSizer, stats: SyncStats
-    ) -> tuple[int, list[dict[str, Any]]]:
-        """Logs of start..x for the largest x <= end the provider accepts; (x, logs)."""
-        while True:
-            stop = sizer.end_of(start, end)
-            try:
-                logs = self._logs_of(start, stop, addresses)
-            except (RpcError, ResponseTooLarge) as err:
-                limit = range_limit(err) if isinstance(err, RpcError) else None
-                if isinstance(err, RpcError) and limit is None:
-                    raise
-                suggested = limit.suggested_blocks if limit else None
-                smaller = sizer.refused(start, stop - start + 1, suggested, err)
-                stats.range_splits += 1
-                log.info(
-                    "eth_getLogs range refused; splitting",
-                    extra={"blocks": f"{start}..{stop}", "next_size": smaller, "suggested": suggested},
-                )
-                self.metrics.range_split("eth_getLogs")
-                continue
-            sizer.answered(len(logs))
-            return stop, logs
-
-    def scan_logs(
-        self, rng: BlockRange, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
-    ) -> None:
-        """Finds the entities the range's events and calls name, chunk by chunk, saving each chunk.
-
-        The next chunk is fetched (in one helper thread) while this one is decoded and saved,
-        so the node and the decoding work at the same time.
-        """
-        by_address = {self.deployment.addresses[self.kinds[k].contract].lower(): self.kinds[k] for k in kind_names}
-        addresses = list(by_address)
-        scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
-        stats.events_found = journal.event_count()
-        stats.blocks_done = scanned_to - rng.from_block + 1
-        size = int(journal.checkpoint.get("chunk", self.options.log_chunk_blocks))
-        sizer = ChunkSizer(size, self.options.log_chunk_max, self.options.grow_after, self.options.max_logs_per_chunk)
-
-        def fetch(start: int) -> tuple[int, list[dict[str, Any]]]:
-            return self._logs_adaptive(start, rng.to_block, addresses, sizer, stats)
-
-        start = scanned_to + 1
-        if start > rng.to_block:
-            return
-        log.info("scan started", extra={"blocks": f"{start}..{rng.to_block}", "chunk": sizer.size})
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
-            # copy_context: lines logged in the helper thread carry the job's log context too
-            pending = prefetch.submit(copy_context().run, fetch, start)
-            while pending is not None:
-                stop, logs = pending.result()
-                pending = prefetch.submit(copy_context().run, fetch, stop + 1) if stop < rng.to_block else None
-                try:
-                    touches = log_touches(logs, by_address)
-                    stats.events_found += len(touches)
-                    events = len(touches)
-                    touches += self.silent.touches(start, stop, by_address)
-                    journal.checkpoint.update(scannedTo=stop, chunk=sizer.size)
-                    journal.save_scan(touches)
-                    stats.blocks_done += stop - start + 1
-                    self.metrics.scanned(stop - start + 1, events)
-                    progress(stats, f"Scanned blocks {rng.from_block}..{stop} of ..{rng.to_block}")
-                except BaseException:
-                    if pending is not None:
-                        pending.cancel()
-                    raise
-                start = stop + 1
-
-    # -- reading state at to_block ------------------------------------------
-
-    def read_entities(
-        self,
-        kind: EntityKind,
-        ids: list[int],
-        created: dict[int, Any],
-        block: int,
-        stats: SyncStats,
-        progress: ProgressCallback,
-        journal: SyncJournal,
-    ) -> None:
-        """Reads each entity's getter at ``block`` in batches, saving each page of records."""
-        address = self.deployment.addresses[kind.contract]
-        pages = [ids[start : start + GETTER_PAGE] for start in range(0, len(ids), GETTER_PAGE)]
-
-        def fetch(page: list[int]) -> list[Any]:
-            return self.rpc.batch([kind.getter_call(address, i, block) for i in page])
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chainsync-prefetch") as prefetch:
-            answers_of = [prefetch.submit(copy_context().run, fetch, pages[0])] if pages else []
-            for n, page in enumerate(pages):
-                answers = answers_of[n].result()
-                if n + 1 < len(pages):  # the node answers the next page while this one is decoded
-                    answers_of.append(prefetch.submit(copy_context().run, fetch, pages[n + 1]))
-                records = [dict(kind.decode_record(i, raw), created=created.get(i)) for i, raw in zip(page, answers)]
-                journal.save_records(kind.name, records)
-                stats.records_done += len(page)
-                self.metrics.records(kind.name, len(page))
-                progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {block}")
-
-    def read_all(
-        self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
-    ) -> tuple[dict[str, int], dict[str, list[str]]]:
-        """Reads every entity to report at plan.range.to_block; (records per kind, ids that no longer exist).
-
-        To report: those the scan touched, every id for a full sync, and what earlier results listed from
-        blocks at or after plan.reread_from (dropped by a reorg, or past this toBlock): each read again,
-        or listed as dropped when its id is past the counter at toBlock.
-        """
-        to_block = plan.range.to_block
-        todo: dict[str, tuple[list[int], dict[int, Any]]] = {}
-        counts: dict[str, int] = {}
-        dropped: dict[str, list[str]] = {}
-        stats.records_done = 0
-        for name in kind_names:
-            created = journal.touched(name)
-            ids = set(created)
-            earlier = journal.earlier_touches(name, plan.reread_from) - ids if plan.reread_from is not None else set()
-            if plan.full or earlier:
-                count = self.count(self.kinds[name], to_block)
-                ids |= set(range(1, count + 1)) if plan.full else {i for i in earlier if i <= count}
-                dropped[name] = [str(i) for i in sorted(earlier) if i > count]
-            done = journal.done_ids(name)
-            counts[name] = len(ids)
-            stats.records_done += len(done)
-            todo[name] = (sorted(i for i in ids if str(i) not in done), created)
-        stats.records_total = sum(counts.values())
-        log.info(
-            "scan done; reading records",
-            extra={"events": stats.events_found, "records": stats.records_total, "block": to_block},
-        )
-        progress(stats, f"Reading {stats.records_total} records at block {to_block}")
-        for name in kind_names:
-            ids, created = todo[name]
-            self.read_entities(self.kinds[name], ids, created, to_block, stats, progress, journal)
-        return counts, {k: v for k, v in dropped.items() if v}
-
-    # -- the chain under the range ------------------------------------------
-
     def hashes_now(self, numbers: list[int]) -> dict[int, str | None]:
-        """The chain's hash of each block now; None for a block it does not have."""
-        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        """The chain's hash of each block now (None for a block it does not have), batches in parallel."""
+        slices = [numbers[n : n + MAX_BATCH] for n in range(0, len(numbers), MAX_BATCH)]
+
+        def fetch(part: list[int]) -> Callable[[], list[dict | None]]:
+            return lambda: self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])
+
+        blocks = [b for page in all_of(self.pool, [fetch(part) for part in slices], self.scan.ahead) for b in page]
         return {n: (b or {}).get("hash") for n, b in zip(numbers, blocks)}
 
-    def continue_after(self, cursor: Cursor, safe_head: int) -> SyncPlan:
+    def block_hash(self, number: int) -> str:
+        found = self.hashes_now([number])[number]
+        if found is None:
+            raise ChainsyncError("BLOCK_NOT_FOUND", f"the node has no block {number}")
+        return found
+
+    def continue_after(self, cursor: Cursor, safe_head: int, cursor_hash_now: str | None) -> SyncPlan:
         """The plan of an incremental sync from a cursor: after it, or from the fork if the chain switched.
 
         What the cursor's chain of results listed from blocks now dropped, or past the new toBlock (a
         shorter chain), is read again at the new toBlock or listed as dropped.
         """
-        fork = fork_point(cursor.window, self.hashes_now, self.options.reorg_window)
+        known = {cursor.to_block: cursor_hash_now}  # asked in the setup round trip
+        fork = fork_point(cursor.window, self.hashes_now, self.options.reorg_window, known)
         start = cursor.to_block + 1 if fork is None else fork
         reorg = None if fork is None else Reorg(fork, cursor.to_block - fork + 1)
         reread_from = min(start, safe_head + 1)
@@ -344,6 +208,29 @@ class SyncEngine:
 
     # -- the whole plan -----------------------------------------------------
 
+    def _counters_meanwhile(self, plan: SyncPlan, kind_names: list[str]) -> Future | None:
+        """The counters at toBlock, asked while the window is recorded, when the plan needs them."""
+        if not plan.full and plan.reread_from is None:
+            return None
+        return self.pool.submit(copy_context().run, self.reader.counts, kind_names, plan.range.to_block)
+
+    def _read(
+        self,
+        plan: SyncPlan,
+        kind_names: list[str],
+        counters: Future | None,
+        stats: SyncStats,
+        progress: ProgressCallback,
+        journal: SyncJournal,
+    ) -> tuple[dict[str, int], dict[str, list[str]]]:
+        counts = counters.result() if counters is not None else None
+        wanted = {}
+        for name in kind_names:
+            every = set(range(1, counts[name] + 1)) if plan.full and counts else set()
+            earlier = journal.earlier_touches(name, plan.reread_from) if plan.reread_from is not None else set()
+            wanted[name] = (every, earlier)
+        return self.reader.read(plan.range.to_block, wanted, counts, stats, progress, journal)
+
     def run(
         self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
     ) -> SyncOutcome:
@@ -353,14 +240,16 @@ class SyncEngine:
         window changed by the end (a reorg), it keeps what still exists: syncs again from the fork
         (up to reorg_retries times), reading again what the dropped blocks had touched.
         """
+        by_address = {self.deployment.addresses[self.kinds[k].contract].lower(): self.kinds[k] for k in kind_names}
         for _ in range(self.options.reorg_retries + 1):
             stats.blocks_total = plan.range.size
             journal.save_plan(plan)
+            counters = self._counters_meanwhile(plan, kind_names)
             window, fork = self.record_window(plan, journal)
             if fork is None:
                 try:
-                    self.scan_logs(plan.range, kind_names, stats, progress, journal)
-                    counts, dropped = self.read_all(plan, kind_names, stats, progress, journal)
+                    self.scan.run(plan.range, by_address, stats, progress, journal)
+                    counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal)
                 except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
                     if fork_point(window, self.hashes_now, self.options.reorg_window) is None:
                         raise
@@ -380,20 +269,3 @@ class SyncEngine:
             f"the chain kept reorganising under blocks {plan.range.from_block}..{plan.range.to_block}; "
             "sync again with more confirmations",
         )
-
-
-def log_touches(logs: list[dict[str, Any]], by_address: dict[str, EntityKind]) -> list[Touch]:
-    """The entities the kinds' events name, with the provenance of each creating event."""
-    touches: list[Touch] = []
-    for entry in logs:
-        kind = by_address.get(entry["address"].lower())
-        topics = entry["topics"]
-        if kind is None or entry.get("removed") or not topics or topics[0] not in kind.topics:
-            continue
-        block, log_index = int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
-        created = None
-        if topics[0] == kind.created_topic:
-            created = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
-        entity_id = int(topics[kind.topics[topics[0]][1]], 16)
-        touches.append(Touch(kind.name, entity_id, block, log_index, created))
-    return touches

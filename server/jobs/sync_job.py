@@ -33,6 +33,7 @@ from server.jobs.store import ContentCache, JobRecord, JobStore, ResultSummary
 from server.kinds import JOB_TYPES
 from server.metrics import NO_METRICS, ServerMetrics
 from server.stopping import CANCELLED, LOST, SHUTDOWN, TIMEOUT, Stopped
+from server.transport.endpoints import SHARED, Endpoints
 from server.transport.provider_limits import RpcError
 from server.transport.rpc import JsonRpc
 
@@ -51,6 +52,7 @@ class SyncJobDeps:
     metrics: ServerMetrics = field(default_factory=lambda: NO_METRICS)
     ipfs: Gateways | None = None  # resolve the records' *Cid fields through these gateways (server/jobs/ipfs.py)
     trace_support: TraceSupport = field(default_factory=TraceSupport)  # which endpoints serve trace_filter
+    endpoints: Endpoints = field(default_factory=lambda: SHARED)  # each node URL's window, shared by the jobs
 
 
 class StoreJournal:
@@ -144,21 +146,21 @@ def load_cursor(store: JobStore, job: JobRecord) -> Cursor | None:
     return Cursor(after, summary.to_block, summary.to_block_hash, window, min(window, default=summary.to_block))
 
 
-def make_plan(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps) -> SyncPlan:
+def make_plan(
+    job: JobRecord, engine: SyncEngine, deployment: Deployment, deps: SyncJobDeps, head: int, cursor: Cursor | None,
+    cursor_hash_now: str | None,
+) -> SyncPlan:  # fmt: skip
     """What the job reads: the plan it started with when resuming; else from its cursor, or its range."""
-    job = ctx.job
     if "fromBlock" in job.checkpoint:
         return plan_from_checkpoint(job.checkpoint, job.request)
     confirmations = int(job.request.get("confirmations", deps.confirmations))
-    head = engine.head()
     request = job.request
     if request.get("incremental"):
-        cursor = load_cursor(ctx.store, job)
         if cursor is not None:
             top = safe_head(head, confirmations)
             if "toBlock" in request:  # an explicit end, checked as any range's
                 top = resolve_range({"fromBlock": 0, "toBlock": request["toBlock"]}, head, 0, confirmations).to_block
-            plan = engine.continue_after(cursor, top)
+            plan = engine.continue_after(cursor, top, cursor_hash_now)
             return replace(plan, confirmations=confirmations, after=cursor.job_id)
         request = {**request, "isFullSync": True}  # nothing to continue from: everything
     rng = resolve_range(request, head, deployment.earliest_block, confirmations)
@@ -166,7 +168,9 @@ def make_plan(ctx: JobContext, engine: SyncEngine, deployment: Deployment, deps:
 
 
 def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
-    rpc = JsonRpc(deps.rpc_urls, stop=ctx.stop, budget_s=deps.rpc_budget_s, metrics=deps.metrics)
+    rpc = JsonRpc(
+        deps.rpc_urls, stop=ctx.stop, budget_s=deps.rpc_budget_s, metrics=deps.metrics, endpoints=deps.endpoints
+    )
     stats = SyncStats()
     try:
         _sync(ctx, deps, rpc, stats)
@@ -197,11 +201,22 @@ def run_sync_job(ctx: JobContext, deps: SyncJobDeps) -> None:
 
 def _sync(ctx: JobContext, deps: SyncJobDeps, rpc: JsonRpc, stats: SyncStats) -> None:
     """The job's work, start to completed: plan, engine, IPFS content, result summary."""
-    job = ctx.job
     deployment = deps.load_deployment()
     engine = SyncEngine(rpc, deployment, deps.kinds, deps.sync_options, deps.metrics, deps.trace_support)
-    chain_id = engine.check_chain()
-    plan = make_plan(ctx, engine, deployment, deps)
+    try:
+        _run_engine(ctx, deps, engine, deployment, stats)
+    finally:
+        engine.close()
+
+
+def _run_engine(
+    ctx: JobContext, deps: SyncJobDeps, engine: SyncEngine, deployment: Deployment, stats: SyncStats
+) -> None:
+    job = ctx.job
+    resuming = "fromBlock" in job.checkpoint
+    cursor = load_cursor(ctx.store, job) if job.request.get("incremental") and not resuming else None
+    chain_id, head, cursor_hash_now = engine.setup(cursor.to_block if cursor else None)
+    plan = make_plan(job, engine, deployment, deps, head, cursor, cursor_hash_now)
     rng = plan.range
     journal = StoreJournal(ctx.store, job.id, {**job.checkpoint, **plan_to_checkpoint(plan)}, ctx.owner, plan.after)
     scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))

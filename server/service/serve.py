@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from server import logs
 from server.config import Settings
 from server.engine.contracts import entity_kinds, load_deployment
+from server.engine.silent import TraceSupport
 from server.engine.sync import SyncOptions
 from server.jobs.ipfs import Gateways, IpfsSettings
 from server.jobs.runner import Runner
@@ -30,6 +31,7 @@ from server.metrics import JobsCollector, MetricsServer, ServerMetrics, parse_me
 from server.service.auth import Tokens
 from server.service.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
 from server.service.servicer import JobService
+from server.transport.endpoints import Endpoints
 
 log = logging.getLogger("chainsync.serve")
 
@@ -149,7 +151,10 @@ class Parts:
 
 def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -> SyncJobDeps:
     """What every sync job of this server is given."""
+    endpoints = Endpoints(settings.rpc_concurrency)
     return SyncJobDeps(
+        endpoints=endpoints,
+        trace_support=TraceSupport(endpoints=endpoints),
         rpc_urls=settings.rpc_urls,
         load_deployment=lambda: load_deployment(settings.deployment_path),
         kinds=entity_kinds(),
@@ -163,6 +168,7 @@ def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -
             log_chunk_max=max(settings.log_chunk_blocks, settings.log_chunk_max),
             silent_changes=settings.silent_changes,
             reorg_window=settings.reorg_window,
+            concurrency=settings.rpc_concurrency,
         ),
     )
 

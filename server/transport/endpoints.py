@@ -1,42 +1,167 @@
-"""The node endpoints of this process: how many requests each may have in flight.
+"""The node endpoints of this process: how many requests each may have in flight, and how fast they may go.
 
-One ``Endpoint`` per URL for the whole process, shared by every job that
-talks to it, so that two jobs on one provider share its window rather than
-each taking a window of its own.
+One ``Endpoint`` per URL for the whole process (``Endpoints``, made once by
+the server and handed to every job), so two jobs on one provider share its
+window instead of each taking a window of its own. The window adapts, as TCP
+does to a network and Ponder's RPC layer to a provider:
+
+- it starts at ``INITIAL_WINDOW`` requests in flight and grows by one
+  request per window of successes (additive increase), up to the cap
+  (``CHAINSYNC_RPC_CONCURRENCY``);
+- an answer that says "too much" (HTTP 429, a 5xx, a timeout) halves it, at
+  most once per round trip (multiplicative decrease), and never below one;
+- a refusal with ``Retry-After`` (the provider says it limits a rate) is
+  honoured: no request starts before it has passed; and it sets a pace:
+  requests start no faster than about 90 % of the rate the provider accepted
+  over the last second, which then creeps up by 5 % a second while nothing is
+  refused. (A 429 without it only halves the window: some proxies answer 429
+  for reasons that have nothing to do with the rate.)
+
+So a rate-limited provider gets what it allows and no more, and an endpoint
+that answers everything quickly gets the whole cap.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-DEFAULT_WINDOW = 4  # requests in flight to one endpoint from this process
+from server.stopping import NEVER, StopToken
+
+INITIAL_WINDOW = 4.0
+DEFAULT_CAP = 8  # CHAINSYNC_RPC_CONCURRENCY
+CONGESTION = frozenset({"http_429", "http_5xx", "timeout"})
+PACE_SHARE = 0.9  # a learned pace is this share of the rate the provider accepted
+PACE_GROWTH = 0.05  # per second without a refusal, the pace goes up by this share
+WAIT_POLL_S = 0.1  # a request waiting for a slot looks at its stop token this often
+
+
+@dataclass
+class EndpointState:
+    """What an endpoint's window is now (for metrics, logs and tests)."""
+
+    window: float
+    in_flight: int
+    max_in_flight: int
+    pace_per_s: float | None
+    paused_for_s: float
 
 
 class Endpoint:
-    """One node URL: a window of requests in flight."""
+    """One node URL: the window of requests in flight, the pace after a 429, the pause a Retry-After asks for."""
 
-    def __init__(self, url: str, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, url: str, cap: int = DEFAULT_CAP) -> None:
         self.url = url
-        self.window = window
-        self._slots = threading.BoundedSemaphore(window)
+        self.cap = max(1, cap)
+        self._window = min(float(self.cap), INITIAL_WINDOW)
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._paused_until = 0.0
+        self._pace: float | None = None  # requests per second, after a 429
+        self._paced_at = 0.0  # when the pace was last set or grown
+        self._next_start = 0.0
+        self._last_decrease = 0.0
+        self._done: deque[float] = deque(maxlen=4096)  # when recent requests ended well
+        self._first_use: float | None = None
+        self._cond = threading.Condition()
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Held while one request is in flight (waits for a free slot)."""
-        with self._slots:
-            yield
+    def slot(self, stop: StopToken = NEVER) -> Iterator[Lease]:
+        """Holds one slot of the window while a request is in flight; tell the lease how it ended."""
+        lease = Lease(self, time.monotonic())
+        self._acquire(stop)
+        lease.started = time.monotonic()
+        try:
+            yield lease
+        finally:
+            self._release(lease)
+
+    def state(self) -> EndpointState:
+        with self._cond:
+            return EndpointState(
+                self._window, self._in_flight, self._max_in_flight, self._pace,
+                max(0.0, self._paused_until - time.monotonic()),
+            )  # fmt: skip
+
+    def _acquire(self, stop: StopToken) -> None:
+        with self._cond:
+            while True:
+                stop.raise_if_stopped()
+                now = time.monotonic()
+                wait = max(self._paused_until, self._next_start) - now
+                if self._in_flight < int(self._window) and wait <= 0:
+                    break
+                self._cond.wait(min(WAIT_POLL_S, wait) if wait > 0 else WAIT_POLL_S)
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            if self._first_use is None:
+                self._first_use = now
+            self._next_start = now + (1 / self._pace if self._pace else 0.0)
+
+    def _release(self, lease: Lease) -> None:
+        with self._cond:
+            now = time.monotonic()
+            self._in_flight -= 1
+            if lease.outcome in CONGESTION:
+                self._slow_down(now, lease)
+            elif lease.outcome == "ok":
+                self._done.append(now)
+                self._window = min(float(self.cap), self._window + 1 / self._window)
+                if self._pace and now - self._paced_at >= 1.0:
+                    self._pace *= 1 + PACE_GROWTH * (now - self._paced_at)
+                    self._paced_at = now
+            self._cond.notify_all()
+
+    def _slow_down(self, now: float, lease: Lease) -> None:
+        if lease.started >= self._last_decrease:  # once per round trip: requests sent before the last cut don't count
+            self._window = max(1.0, self._window / 2)
+            self._last_decrease = now
+        if lease.retry_after_s is None:
+            return
+        # A 429 (or 503) with Retry-After: the provider says it limits a rate. Pause as asked, and from then on
+        # start requests no faster than it accepted over the last second (at most one new pace a second, so that
+        # a burst of refusals answering one burst of requests counts once).
+        self._paused_until = max(self._paused_until, now + lease.retry_after_s)
+        if self._pace is None or now - self._paced_at >= 1.0:
+            span = min(1.0, max(0.1, now - (self._first_use or now)))  # the last second, or since the first request
+            accepted = sum(1 for t in self._done if t > now - span) / span
+            pace = max(1.0, PACE_SHARE * accepted)
+            self._pace = min(self._pace, pace) if self._pace else pace
+            self._paced_at = now
 
 
-_endpoints: dict[str, Endpoint] = {}
-_lock = threading.Lock()
+@dataclass
+class Lease:
+    """One slot of an endpoint's window, held by one request; ``outcome`` as the metrics name it."""
+
+    endpoint: Endpoint
+    started: float
+    outcome: str = "other"
+    retry_after_s: float | None = None
 
 
-def endpoint(url: str) -> Endpoint:
-    """The process's Endpoint for url."""
-    with _lock:
-        found = _endpoints.get(url)
-        if found is None:
-            found = _endpoints[url] = Endpoint(url)
-        return found
+class Endpoints:
+    """Every endpoint of this process, by URL; made once by the server and shared by its jobs."""
+
+    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+        self.cap = cap
+        self._by_url: dict[str, Endpoint] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> Endpoint:
+        with self._lock:
+            found = self._by_url.get(url)
+            if found is None:
+                found = self._by_url[url] = Endpoint(url, self.cap)
+            return found
+
+    def all(self) -> list[Endpoint]:
+        with self._lock:
+            return list(self._by_url.values())
+
+
+SHARED = Endpoints()  # for a client made without one (tests, the bench); the server makes its own

@@ -33,7 +33,7 @@ from server.logs import redact
 from server.metrics import NO_METRICS, ServerMetrics
 from server.retry import GaveUp, RetryPolicy, Transient, retry_after_s, retry_call, transient_http_status
 from server.stopping import NEVER, Stopped, StopToken
-from server.transport.endpoints import endpoint
+from server.transport.endpoints import SHARED, Endpoints
 from server.transport.provider_limits import RpcError, range_limit
 
 log = logging.getLogger("chainsync.rpc")
@@ -70,6 +70,7 @@ class JsonRpc:
         budget_s: float = 30.0,
         stop: StopToken = NEVER,
         metrics: ServerMetrics = NO_METRICS,
+        endpoints: Endpoints = SHARED,
     ) -> None:
         if not urls:
             raise ValueError("at least one RPC URL is needed")
@@ -77,8 +78,9 @@ class JsonRpc:
         self.retry = RetryPolicy(budget_s=budget_s, base_delay_s=0.1, max_delay_s=4.0, round_size=len(self.urls))
         self.stop = stop
         self.metrics = metrics
+        self.endpoints = endpoints
         self.retries = 0  # transient failures retried so far
-        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=32))
+        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -193,9 +195,16 @@ class JsonRpc:
         return outcome[0]
 
     def _post_in_slot(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
-        with endpoint(url).slot():
+        """_post within a slot of the endpoint's window, telling the window how it went."""
+        with self.endpoints.get(url).slot(self.stop) as lease:
             started = time.perf_counter()
-            return _post(self._client, url, body, max_bytes), started
+            try:
+                answer = _post(self._client, url, body, max_bytes)
+            except TransientError as exc:
+                lease.outcome, lease.retry_after_s = exc.outcome, exc.retry_after_s
+                raise
+            lease.outcome = "ok"
+            return answer, started
 
 
 def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None) -> Any:

@@ -1,0 +1,167 @@
+"""The log scan: which entities the events and calls of a block range touch, several chunks in flight.
+
+The range is read in chunks (sizes from server/engine/chunks.py): each chunk's
+``eth_getLogs`` and its event-less changes (server/engine/silent.py) are
+requests of their own, and a window of chunks is in flight at once
+(server/engine/pipeline.py). Chunks are saved to the journal in block order,
+each with the checkpoint after it, so the checkpoint only ever covers
+contiguous finished blocks and a resumed job starts exactly where the saved
+work ends. A chunk the provider refuses is split, and later chunks are sized
+from what it said.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from server.engine.chunks import ChunkSizer
+from server.engine.contracts import EntityKind
+from server.engine.journal import SyncJournal, Touch
+from server.engine.pipeline import Work, in_order
+from server.engine.ranges import BlockRange
+from server.engine.silent import SilentChanges
+from server.engine.stats import SyncStats
+from server.errors import ChainsyncError
+from server.metrics import ServerMetrics
+from server.retry import GaveUp, RetryPolicy, retry_call
+from server.transport.provider_limits import RpcError, range_limit
+from server.transport.rpc import JsonRpc, ResponseTooLarge, TransientError
+
+log = logging.getLogger("chainsync.sync")
+
+REFETCH_MALFORMED = RetryPolicy(attempts=3, base_delay_s=0.0, jitter=False)  # an answer that parsed but made no sense
+ProgressCallback = Callable[[SyncStats, str], None]
+
+
+class LogScan:
+    def __init__(
+        self,
+        rpc: JsonRpc,
+        silent: SilentChanges,
+        metrics: ServerMetrics,
+        pool: ThreadPoolExecutor,
+        ahead: int,
+        sizer: ChunkSizer,
+        max_logs_bytes: int,
+    ) -> None:
+        self.rpc = rpc
+        self.silent = silent
+        self.metrics = metrics
+        self.pool = pool
+        self.ahead = ahead
+        self.sizer = sizer
+        self.max_logs_bytes = max_logs_bytes
+
+    def run(
+        self,
+        rng: BlockRange,
+        by_address: dict[str, EntityKind],
+        stats: SyncStats,
+        progress: ProgressCallback,
+        journal: SyncJournal,
+    ) -> None:
+        """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order."""
+        scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
+        stats.events_found = journal.event_count()
+        stats.blocks_done = scanned_to - rng.from_block + 1
+        if scanned_to >= rng.to_block:
+            return
+        log.info("scan started", extra={"blocks": f"{scanned_to + 1}..{rng.to_block}", "chunk": self.sizer.size})
+        chunks: list[tuple[int, int]] = []
+        items = self._chunk_works(scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks)
+        for n, (events, calls) in enumerate(in_order(self.pool, items, self.ahead)):
+            first, last = chunks[n]
+            journal.checkpoint.update(scannedTo=last, chunk=self.sizer.size)
+            journal.save_scan(events + calls)
+            stats.blocks_done += last - first + 1
+            stats.events_found += len(events)
+            self.metrics.scanned(last - first + 1, len(events))
+            progress(stats, f"Scanned blocks {rng.from_block}..{last} of ..{rng.to_block}")
+
+    def _chunk_works(
+        self,
+        start: int,
+        last: int,
+        addresses: list[str],
+        by_address: dict[str, EntityKind],
+        stats: SyncStats,
+        chunks: list[tuple[int, int]],
+    ) -> Iterator[tuple[Work, Work]]:
+        """Per chunk, in block order: its events and its event-less calls (sized when the chunk is made)."""
+        while start <= last:
+            end = self.sizer.end_of(start, last)
+            chunks.append((start, end))
+
+            def events(first: int = start, stop: int = end) -> list[Touch]:
+                return log_touches(self._logs(first, stop, addresses, stats), by_address)
+
+            def calls(first: int = start, stop: int = end) -> list[Touch]:
+                return self.silent.touches(first, stop, by_address)
+
+            yield events, calls
+            start = end + 1
+
+    def _logs(self, start: int, end: int, addresses: list[str], stats: SyncStats) -> list[dict[str, Any]]:
+        """The logs of exactly start..end, in as many requests as the provider wants."""
+        logs: list[dict[str, Any]] = []
+        while start <= end:
+            stop = min(end, start + self.sizer.size - 1)
+            try:
+                part = self._logs_of(start, stop, addresses)
+            except (RpcError, ResponseTooLarge) as err:
+                limit = range_limit(err) if isinstance(err, RpcError) else None
+                if isinstance(err, RpcError) and limit is None:
+                    raise
+                suggested = limit.suggested_blocks if limit else None
+                smaller = self.sizer.refused(start, stop - start + 1, suggested, err)
+                stats.range_splits += 1
+                log.info(
+                    "eth_getLogs range refused; splitting",
+                    extra={"blocks": f"{start}..{stop}", "next_size": smaller, "suggested": suggested},
+                )
+                self.metrics.range_split("eth_getLogs")
+                continue
+            self.sizer.answered(len(part))
+            logs += part
+            start = stop + 1
+        return logs
+
+    def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
+        """The logs, fetched again (a few times) while the node's answers parse but make no sense."""
+        try:
+            return retry_call(lambda _: self._get_logs(start, end, addresses), REFETCH_MALFORMED)
+        except GaveUp:
+            raise ChainsyncError("RPC_BAD_RESPONSE", "the node kept answering malformed eth_getLogs results") from None
+
+    def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
+        logs = self.rpc.call(
+            "eth_getLogs",
+            [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
+            max_response_bytes=self.max_logs_bytes,
+        )
+        if not isinstance(logs, list):
+            raise TransientError("eth_getLogs answered something that is not a list")
+        for entry in logs:
+            if not start <= int(entry["blockNumber"], 16) <= end:
+                raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {entry['blockNumber']}")
+        return logs
+
+
+def log_touches(logs: list[dict[str, Any]], by_address: dict[str, EntityKind]) -> list[Touch]:
+    """The entities the kinds' events name, with the provenance of each creating event."""
+    touches: list[Touch] = []
+    for entry in logs:
+        kind = by_address.get(entry["address"].lower())
+        topics = entry["topics"]
+        if kind is None or entry.get("removed") or not topics or topics[0] not in kind.topics:
+            continue
+        block, log_index = int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
+        created = None
+        if topics[0] == kind.created_topic:
+            created = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
+        entity_id = int(topics[kind.topics[topics[0]][1]], 16)
+        touches.append(Touch(kind.name, entity_id, block, log_index, created))
+    return touches
