@@ -166,7 +166,9 @@ class RemoteProxy:
                 counts.range_refused += 1
                 return 200, {}, json.dumps(refusal).encode()
             counts.forwarded += 1
-            upstream = await self._client.post(self.upstream, content=body, headers={"content-type": "application/json"})
+            upstream = await self._client.post(
+                self.upstream, content=body, headers={"content-type": "application/json"}
+            )
             return upstream.status_code, {}, upstream.content
         finally:
             counts.in_flight -= 1
