@@ -141,6 +141,8 @@ def test_sync_after_continues_from_a_job(stack) -> None:
     incremental = json.loads(out)["job"]
     code, out, _ = run(["jobs", "result", incremental["id"], *addr])
     assert json.loads(out)["after"] == full["id"]
+    code, out, err = run(["sync", "--incremental", "--watch", "--json", *addr])
+    assert code == 0 and json.loads(out)["job"]["status"] == "completed", err
     code, _, err = run(["sync", "--after", "00000000-0000-4000-8000-000000000000", *addr])
     assert code == 1 and "CURSOR_NOT_FOUND" in err
 
