@@ -113,6 +113,10 @@ def test_jobs_list_show_result_cancel_delete(stack) -> None:
     code, out, _ = run(["jobs", "result", job_id, *addr])
     result = json.loads(out)
     assert code == 0 and result["jobId"] == job_id
+    assert all(type(result[k]) is int for k in ("fromBlock", "toBlock", "chainId", "eventsCount"))
+    assert result["cursor"] == {"jobId": job_id, "toBlock": result["toBlock"], "toBlockHash": result["toBlockHash"]}
+    assert result["after"] is None and result["reorg"] is None
+    assert result["dropped"] == {"proposals": [], "petitions": [], "reports": []}
     code, out, _ = run(["jobs", "result", job_id, "--ndjson", "--page-size", "4", "--rest-url", stack.bridge.url])
     lines = [json.loads(line) for line in out.splitlines()]
     for kind in ("proposals", "petitions", "reports"):
@@ -124,6 +128,23 @@ def test_jobs_list_show_result_cancel_delete(stack) -> None:
     assert code == 0 and job_id in out
     code, _, err = run(["jobs", "show", job_id, *addr])
     assert code == 1 and "JOB_NOT_FOUND" in err
+
+
+def test_sync_after_continues_from_a_job(stack) -> None:
+    addr = ["--rest-url", stack.bridge.url]
+    code, out, err = run(["sync", "--full", "--watch", "--json", *addr])
+    assert code == 0, err
+    full = json.loads(out)["job"]
+    assert type(full["toBlock"]) is int and type(full["stats"]["reorgs"]) is int
+    code, out, err = run(["sync", "--after", full["id"], "--watch", "--json", *addr])
+    assert code == 0, err
+    incremental = json.loads(out)["job"]
+    code, out, _ = run(["jobs", "result", incremental["id"], *addr])
+    assert json.loads(out)["after"] == full["id"]
+    code, out, err = run(["sync", "--incremental", "--watch", "--json", *addr])
+    assert code == 0 and json.loads(out)["job"]["status"] == "completed", err
+    code, _, err = run(["sync", "--after", "00000000-0000-4000-8000-000000000000", *addr])
+    assert code == 1 and "CURSOR_NOT_FOUND" in err
 
 
 def test_refused_requests_exit_1_with_the_reason(stack) -> None:
@@ -188,6 +209,7 @@ def test_exit_codes_through_the_real_command(stack, slow) -> None:
         ["sync", "--full", "--blocks-back", "3"],
         ["jobs"],
         ["sync", "--from-block", "3"],
+        ["sync", "--full", "--after", "00000000-0000-4000-8000-000000000000"],
         ["jobs", "list", "--status", "done"],
     ):
         usage = command(*args)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chainsync_client.errors import InvalidArgument, JobCancelled, JobFailed, WaitTimeout
-from chainsync_client.models import Job, JobEvent, JobPage, SyncResult
+from chainsync_client.models import Cursor, Job, JobEvent, JobPage, SyncResult
 
 DEFAULT_WAIT_S = 600.0  # the spec's client polling timeout: 10 minutes
 MAX_RECONNECTS = 5  # consecutive failed reconnects of a watch before giving up
@@ -16,6 +16,11 @@ JOB_STATES = ("pending", "running", "completed", "failed", "cancelled")
 
 def backoff(attempt: int) -> float:
     return min(2.0, 0.2 * 2**attempt)
+
+
+def cursor_id(after: str | Cursor | None) -> str | None:
+    """The job id of ``after``: a job id as it is, or a result's (or a view's) cursor; None for none."""
+    return (after.job_id if isinstance(after, Cursor) else after) or None
 
 
 def check_choice(name: str, value: str | None, choices: tuple[str, ...]) -> None:
@@ -40,9 +45,11 @@ class Client:
         incremental: bool = False,
         confirmations: int | None = None,
         timeout_seconds: int | None = None,
+        after: str | Cursor | None = None,
     ) -> Job:
         """Starts a sync job and returns it at once (``.id``, ``.status`` pending). The same ``request_id``
-        within 24 h returns the first job instead of starting another."""
+        within 24 h returns the first job instead of starting another. ``after`` (a job id, or a result's
+        ``cursor``) continues from the job whose result you applied last, and implies ``incremental``."""
         raise NotImplementedError
 
     def status(self, job_id: str) -> Job:
@@ -85,7 +92,8 @@ class Client:
 
     def wait(self, job_id: str, timeout: float = DEFAULT_WAIT_S) -> Job:
         """Follows the job until it ends; returns it when completed, raises JobFailed (with the job's
-        error ``code``) or JobCancelled otherwise, and WaitTimeout after ``timeout`` seconds."""
+        error ``code``; ReorgTooDeep for REORG_TOO_DEEP) or JobCancelled otherwise, and WaitTimeout after
+        ``timeout`` seconds."""
         job = None
         for event in self.watch(job_id, timeout=timeout):
             job = event.job
@@ -94,9 +102,9 @@ class Client:
         if job.status == "completed":
             return job
         if job.status == "failed":
-            raise JobFailed(job)
+            raise JobFailed.of(job)
         if job.status == "cancelled":
-            raise JobCancelled(job)
+            raise JobCancelled.of(job)
         raise WaitTimeout(f"job {job_id} is still {job.status}", "WAIT_TIMEOUT", {"jobId": job_id})
 
     def __enter__(self) -> Client:

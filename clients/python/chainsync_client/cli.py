@@ -2,6 +2,7 @@
 
     chainsync sync --blocks-back 1000 --watch      start a job, show a live progress bar, print a summary
     chainsync sync --full --watch --json           the same, the summary as JSON
+    chainsync sync --after JOB_ID --watch          an incremental sync, continuing from that job's result
     chainsync jobs list [--status running]         jobs, newest first
     chainsync jobs show|cancel|delete|result ID
 
@@ -23,7 +24,7 @@ from typing import Any, TextIO
 from chainsync_client._base import JOB_STATES, JOB_TYPES, Client
 from chainsync_client.errors import ChainsyncError, JobCancelled, ServiceUnavailable, Unauthenticated
 from chainsync_client.grpc_client import GrpcClient
-from chainsync_client.models import RECORD_KINDS, Job
+from chainsync_client.models import RECORD_KINDS, Job, json_time
 from chainsync_client.rest_client import RestClient
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -91,6 +92,8 @@ def job_rows(job: Job, totals: dict[str, int] | None = None) -> list[tuple[str, 
         rows.append(("records", f"{job.stats.records_done:,}/{job.stats.records_total:,}"))
     if job.stats.events_found:
         rows.append(("events", f"{job.stats.events_found:,}"))
+    if job.stats.reorgs:
+        rows.append(("reorgs", f"{job.stats.reorgs:,} (synced again from the fork)"))
     rows.append(("created", job.created_at.isoformat()))
     if job.started_at and job.ended_at:
         elapsed = (job.ended_at - job.started_at).total_seconds()
@@ -139,6 +142,8 @@ def cmd_sync(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
         from_block=args.from_block,
         to_block=args.to_block,
         timeout_seconds=args.job_timeout,
+        incremental=args.incremental,
+        after=args.after,
     )
     if not args.watch:
         if args.json:
@@ -204,16 +209,21 @@ def cmd_result(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
             out.write(json.dumps({"kind": kind, **record}) + "\n")
         return EXIT_OK
     result = client.result(args.job_id)
+    cursor, reorg = result.cursor, result.reorg
     print_json(
         {
             "jobId": result.job_id,
-            "fromBlock": str(result.from_block),
-            "toBlock": str(result.to_block),
+            "fromBlock": result.from_block,
+            "toBlock": result.to_block,
             "toBlockHash": result.to_block_hash,
-            "chainId": str(result.chain_id),
+            "chainId": result.chain_id,
             "eventsCount": result.events_count,
             "processingTime": result.processing_time_ms,
-            "completedAt": result.completed_at.isoformat() if result.completed_at else None,
+            "completedAt": json_time(result.completed_at),
+            "cursor": {"jobId": cursor.job_id, "toBlock": cursor.to_block, "toBlockHash": cursor.to_block_hash},
+            "after": result.after,
+            "reorg": {"forkBlock": reorg.fork_block, "droppedBlocks": reorg.dropped_blocks} if reorg else None,
+            "dropped": result.dropped,
             **{kind: getattr(result, kind) for kind in RECORD_KINDS},
         },
         out,
@@ -242,6 +252,12 @@ def build_parser() -> Parser:
     what.add_argument("--blocks-back", type=int, metavar="N", help="the last N blocks (the server's default: 1000)")
     what.add_argument("--full", action="store_true", help="from the earliest deployment block")
     what.add_argument("--from-block", type=int, metavar="A", help="an explicit range, with --to-block")
+    what.add_argument("--incremental", action="store_true", help="continue from the last completed sync of this type")
+    what.add_argument(
+        "--after",
+        metavar="JOB_ID",
+        help="continue from this job, the one whose result you applied last (an incremental sync; docs/reorgs.md)",
+    )
     p.add_argument("--to-block", type=int, metavar="B")
     p.add_argument("--type", choices=JOB_TYPES, default="blockchain_sync")
     p.add_argument("--request-id", help="idempotency key: the same key within 24 h returns the first job")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC
+from dataclasses import fields
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -13,9 +14,9 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 
-from chainsync_client._base import JOB_STATES, JOB_TYPES, MAX_RECONNECTS, Client, backoff, check_choice
+from chainsync_client._base import JOB_STATES, JOB_TYPES, MAX_RECONNECTS, Client, backoff, check_choice, cursor_id
 from chainsync_client.errors import ChainsyncError, ServiceUnavailable, WaitTimeout, error_for
-from chainsync_client.models import RECORD_KINDS, Job, JobEvent, JobPage, JobStats, SyncResult
+from chainsync_client.models import RECORD_KINDS, Cursor, Job, JobEvent, JobPage, JobStats, Reorg, SyncResult
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 256 * 1024 * 1024),  # a whole result comes in one message
@@ -26,8 +27,11 @@ TYPE_OF = {v: k.removeprefix("JOB_TYPE_").lower() for k, v in jobs_pb2.JobType.i
 TYPE_OF[jobs_pb2.JOB_TYPE_UNSPECIFIED] = "blockchain_sync"
 
 
-def _time(ts: Any, present: bool = True):
-    return ts.ToDatetime(tzinfo=UTC) if present else None
+def _time(ts: Any, present: bool = True) -> datetime | None:
+    """UTC, to the millisecond: what the REST API carries, so that both clients give the same value."""
+    if not present:
+        return None
+    return datetime.fromtimestamp(ts.seconds, UTC).replace(microsecond=ts.nanos // 1_000_000 * 1000)
 
 
 def job_from_proto(job: jobs_pb2.Job) -> Job:
@@ -42,15 +46,7 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         ended_at=_time(job.end_time, job.HasField("end_time")),
         from_block=job.from_block if job.to_block else None,
         to_block=job.to_block or None,
-        stats=JobStats(
-            blocks_total=job.stats.blocks_total,
-            blocks_done=job.stats.blocks_done,
-            events_found=job.stats.events_found,
-            records_total=job.stats.records_total,
-            records_done=job.stats.records_done,
-            blocks_per_second=job.stats.blocks_per_second,
-            eta_seconds=job.stats.eta_seconds,
-        ),
+        stats=JobStats(**{f.name: getattr(job.stats, f.name) for f in fields(JobStats)}),
         error=job.error.message if job.HasField("error") else None,
         error_code=job.error.code if job.HasField("error") else None,
     )
@@ -59,7 +55,8 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
 def record_from_proto(record: Any) -> dict[str, Any]:
     """The same dict the REST API sends for a record."""
     out = json_format.MessageToDict(record, always_print_fields_with_no_presence=True)
-    out["created"] = out.get("created")
+    created = out.get("created")  # None when the creating event is outside the range
+    out["created"] = {**created, "blockNumber": record.created.block_number} if created else None
     if not out.get("unresolved"):
         out.pop("unresolved", None)  # as the REST API: only when some IPFS content was not resolved
     return out
@@ -124,6 +121,7 @@ class GrpcClient(Client):
         incremental: bool = False,
         confirmations: int | None = None,
         timeout_seconds: int | None = None,
+        after: str | Cursor | None = None,
     ) -> Job:
         check_choice("type", type, JOB_TYPES)
         request = jobs_pb2.StartSyncRequest(
@@ -131,6 +129,7 @@ class GrpcClient(Client):
             type=jobs_pb2.JobType.Value(f"JOB_TYPE_{type.upper()}"),
             request_id=request_id or "",
             incremental=incremental,
+            after_job_id=cursor_id(after) or "",
         )
         for name, value in [
             ("blocks_back", blocks_back),
@@ -167,6 +166,10 @@ class GrpcClient(Client):
             processing_time_ms=r.processing_time_ms,
             completed_at=_time(r.complete_time, r.HasField("complete_time")),
             totals={kind: getattr(r, f"{kind}_total") for kind in RECORD_KINDS},
+            cursor=Cursor(r.cursor.job_id, r.cursor.to_block, r.cursor.to_block_hash),
+            after=r.after_job_id or None,
+            reorg=Reorg(r.reorg.fork_block, r.reorg.dropped_blocks) if r.HasField("reorg") else None,
+            dropped={kind: list(getattr(r.dropped, kind)) for kind in RECORD_KINDS},
             next_page_token=r.next_page_token or None,
         )
 

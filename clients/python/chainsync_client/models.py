@@ -1,13 +1,16 @@
 """What the clients return: the same dataclasses from gRPC and from REST.
 
+Block numbers and counts are ints, uint256 values and entity ids decimal
+strings, times UTC datetimes to the millisecond (what the REST API carries).
 Records (proposals, petitions, reports) are plain dicts with the JSON names of
-the REST API (``titleCid``, ``yesVotes``, ``created``, ...), uint256 values as
-decimal strings; both clients give exactly the same dicts.
+the REST API (``titleCid``, ``yesVotes``, ``created``, ...), ``created.blockNumber``
+an int; both clients give exactly the same dicts. The REST parsers also take
+the strings an older bridge sent for numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +22,35 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _json_time(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+def json_time(value: datetime | None) -> str | None:
+    """RFC 3339, UTC, with milliseconds: 2026-11-30T12:53:26.847Z."""
+    if value is None:
+        return None
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def record_from_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the REST API sends it, ``created.blockNumber`` an int (an older bridge sent a string)."""
+    created = record.get("created")
+    if created and isinstance(created.get("blockNumber"), str):
+        record["created"] = {**created, "blockNumber": int(created["blockNumber"])}
+    return record
 
 
 @dataclass(frozen=True)
 class JobStats:
+    """Live figures of a job, from work really done: every field of jobs.proto's JobStats (same names)."""
+
     blocks_total: int = 0
     blocks_done: int = 0
     events_found: int = 0
@@ -32,18 +58,22 @@ class JobStats:
     records_done: int = 0
     blocks_per_second: float = 0.0
     eta_seconds: float = 0.0  # 0 when unknown
+    range_splits: int = 0  # eth_getLogs ranges split because the provider refused them
+    reorgs: int = 0  # times the chain changed under the range and part of it was synced again
+    content_cids: int = 0  # IPFS content (docs/ipfs.md): distinct CIDs in the records,
+    content_cached: int = 0  # served from the cache,
+    content_fetched: int = 0  # fetched by this job,
+    content_failed: int = 0  # that no gateway gave;
+    content_unresolved: int = 0  # record fields left unresolved
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobStats:
-        return cls(
-            blocks_total=int(data.get("blocksTotal", 0)),
-            blocks_done=int(data.get("blocksDone", 0)),
-            events_found=int(data.get("eventsFound", 0)),
-            records_total=int(data.get("recordsTotal", 0)),
-            records_done=int(data.get("recordsDone", 0)),
-            blocks_per_second=float(data.get("blocksPerSecond", 0.0)),
-            eta_seconds=float(data.get("etaSeconds", 0.0)),
-        )
+        """From the REST stats object (every field a number); a field it lacks (an older bridge) is 0."""
+        return cls(**{f.name: (float if f.type == "float" else int)(data.get(_camel(f.name), 0)) for f in fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        """The REST stats object: every field, under its JSON name, as a number."""
+        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -79,35 +109,28 @@ class Job:
             created_at=_time(data["createdAt"]),  # type: ignore[arg-type]
             started_at=_time(data.get("startedAt")),
             ended_at=_time(data.get("endedAt")),
-            from_block=int(data["fromBlock"]) if data.get("fromBlock") else None,
-            to_block=int(data["toBlock"]) if data.get("toBlock") else None,
-            stats=JobStats.from_json(data.get("stats", {})),
+            from_block=_int_or_none(data.get("fromBlock")),
+            to_block=_int_or_none(data.get("toBlock")),
+            stats=JobStats.from_json(data.get("stats") or {}),
             error=data.get("error"),
             error_code=data.get("errorCode"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The REST API's job object (what ``from_json`` reads)."""
+        """The REST API's job object (what ``from_json`` reads): numbers as numbers, times with milliseconds."""
         out: dict[str, Any] = {
             "id": self.id,
             "type": self.type,
             "status": self.status,
             "progress": self.progress,
             "message": self.message,
-            "createdAt": _json_time(self.created_at),
-            "startedAt": _json_time(self.started_at),
-            "endedAt": _json_time(self.ended_at),
-            "fromBlock": None if self.from_block is None else str(self.from_block),
-            "toBlock": None if self.to_block is None else str(self.to_block),
-            "stats": {
-                "blocksTotal": str(self.stats.blocks_total),
-                "blocksDone": str(self.stats.blocks_done),
-                "eventsFound": str(self.stats.events_found),
-                "recordsTotal": str(self.stats.records_total),
-                "recordsDone": str(self.stats.records_done),
-                "blocksPerSecond": self.stats.blocks_per_second,
-                "etaSeconds": self.stats.eta_seconds,
-            },
+            "createdAt": json_time(self.created_at),
+            "startedAt": json_time(self.started_at),
+            "endedAt": json_time(self.ended_at),
+            "completedAt": json_time(self.ended_at) if self.status == "completed" else None,
+            "fromBlock": self.from_block,
+            "toBlock": self.to_block,
+            "stats": self.stats.to_json(),
             "error": self.error,
             "errorCode": self.error_code,
         }
@@ -120,6 +143,23 @@ class JobEvent:
 
     sequence: int
     job: Job
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a view stands once it applied a result: pass it (or its job_id) as ``after`` to continue."""
+
+    job_id: str
+    to_block: int
+    to_block_hash: str
+
+
+@dataclass(frozen=True)
+class Reorg:
+    """A branch switch a result handled: blocks fork_block.. of the branch read before were replaced or lost."""
+
+    fork_block: int
+    dropped_blocks: int
 
 
 @dataclass(frozen=True)
@@ -136,25 +176,35 @@ class SyncResult:
     processing_time_ms: int
     completed_at: datetime | None
     totals: dict[str, int]  # records of each kind in the whole result (all pages)
+    cursor: Cursor  # this result's own cursor
+    after: str | None  # the job this result continued from; None when none (a full sync)
+    reorg: Reorg | None  # the branch switch handled; None when the chain did not reorganise
+    dropped: dict[str, list[str]]  # kind -> ids earlier results listed that do not exist at to_block
     next_page_token: str | None = None  # with page_size: pass back as page_token
 
     @classmethod
     def from_json(cls, job_id: str, body: dict[str, Any]) -> SyncResult:
         """From the REST result body (``{"result": {...}, "completedAt", "nextPageToken"}``)."""
         result = body["result"]
+        to_block, to_block_hash = int(result["toBlock"]), result.get("toBlockHash", "")
+        cursor = result.get("cursor") or {"jobId": job_id, "toBlock": to_block, "toBlockHash": to_block_hash}
+        reorg = result.get("reorg")
+        dropped = result.get("dropped") or {}
         return cls(
             job_id=job_id,
-            proposals=result["proposals"],
-            petitions=result["petitions"],
-            reports=result["reports"],
+            **{kind: [record_from_json(r) for r in result[kind]] for kind in RECORD_KINDS},
             from_block=int(result["fromBlock"]),
-            to_block=int(result["toBlock"]),
-            to_block_hash=result.get("toBlockHash", ""),
+            to_block=to_block,
+            to_block_hash=to_block_hash,
             chain_id=int(result.get("chainId", 0)),
             events_count=int(result.get("eventsCount", 0)),
             processing_time_ms=int(result["processingTime"]),
             completed_at=_time(body.get("completedAt")),
-            totals=dict(result.get("totals") or {k: len(result[k]) for k in RECORD_KINDS}),
+            totals={k: int(v) for k, v in (result.get("totals") or {k: len(result[k]) for k in RECORD_KINDS}).items()},
+            cursor=Cursor(cursor["jobId"], int(cursor["toBlock"]), cursor["toBlockHash"]),
+            after=result.get("after") or None,
+            reorg=Reorg(int(reorg["forkBlock"]), int(reorg["droppedBlocks"])) if reorg else None,
+            dropped={kind: list(dropped.get(kind, [])) for kind in RECORD_KINDS},
             next_page_token=body.get("nextPageToken") or None,
         )
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-from chainsync_client._base import JOB_STATES, JOB_TYPES, MAX_RECONNECTS, Client, backoff, check_choice
+from chainsync_client._base import JOB_STATES, JOB_TYPES, MAX_RECONNECTS, Client, backoff, check_choice, cursor_id
 from chainsync_client.errors import ChainsyncError, ServiceUnavailable, WaitTimeout, error_for
-from chainsync_client.models import Job, JobEvent, JobPage, SyncResult
+from chainsync_client.models import Cursor, Job, JobEvent, JobPage, SyncResult, record_from_json
 
 SSE_READ_TIMEOUT_S = 90.0  # the bridge pings every 15 s: this much silence means the connection is dead
 
@@ -83,9 +83,11 @@ class RestClient(Client):
         incremental: bool = False,
         confirmations: int | None = None,
         timeout_seconds: int | None = None,
+        after: str | Cursor | None = None,
     ) -> Job:
         body: dict[str, Any] = {"isFullSync": full, "type": type, "incremental": incremental}
         for name, value in [
+            ("after", cursor_id(after)),
             ("blocksBack", blocks_back),
             ("requestId", request_id),
             ("fromBlock", from_block),
@@ -127,7 +129,7 @@ class RestClient(Client):
                         return
                     if kind == "error":
                         raise error_for(record["error"], record.get("code"), record.get("details"), None)
-                    yield kind, record
+                    yield kind, record_from_json(record)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         raise ChainsyncError(f"the record stream of job {job_id} ended before its summary", "STREAM_TRUNCATED")

@@ -3,16 +3,21 @@
 // list. Only `fetch`, `AbortController` and `TextDecoder` are needed; nothing
 // runs on import.
 //
-// Numbers: uint256 values, block numbers, chain ids and the JobStats counters
-// are decimal strings (they do not fit a double); `progress`, `processingTime`
-// (ms) and `eventsCount` are numbers. Timestamps are RFC 3339 strings.
+// Numbers: block numbers, chain ids, counts, every JobStats field and
+// `progress` are JSON numbers; uint256 values and entity ids are decimal
+// strings (they do not fit a double). Timestamps are RFC 3339 UTC strings
+// with milliseconds (2026-11-30T12:53:26.847Z).
+//
+// An application that keeps its own copy of the records applies the results
+// to a SyncView (`applyResult`, `syncView`; docs/reorgs.md): the view then
+// equals the chain at the last result's toBlock, across reorgs too.
 
 import { SseParser, readEventStream } from './sse.js';
 
 // ---------------------------------------------------------------------------
 // Types of the JSON API
 
-/** A decimal integer as a string, e.g. "1100" (uint256 values, block numbers). */
+/** A decimal integer as a string, e.g. "1100" (uint256 values and entity ids). */
 export type DecimalString = string;
 
 export type JobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -20,24 +25,28 @@ export type JobType = 'blockchain_sync' | 'proposals_sync' | 'petitions_sync' | 
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set<JobStatus>(['completed', 'failed', 'cancelled']);
 
-/** Live figures of a job, from work really done. */
+/** Live figures of a job, from work really done: every field of jobs.proto's JobStats, always present. */
 export interface JobStats {
-  blocksTotal: DecimalString;
-  blocksDone: DecimalString;
-  eventsFound: DecimalString;
-  recordsTotal: DecimalString;
-  recordsDone: DecimalString;
+  blocksTotal: number;
+  blocksDone: number;
+  eventsFound: number;
+  recordsTotal: number;
+  recordsDone: number;
   blocksPerSecond: number;
   /** Estimated seconds left; 0 when unknown. */
   etaSeconds: number;
-  /** IPFS content, present once it was resolved (docs/ipfs.md): distinct CIDs in the records... */
-  contentCids?: DecimalString;
+  /** eth_getLogs ranges split because the provider refused them. */
+  rangeSplits: number;
+  /** Times the chain changed under the range and part of it was synced again (docs/reorgs.md). */
+  reorgs: number;
+  /** IPFS content, when resolved (docs/ipfs.md; 0 otherwise): distinct CIDs in the records... */
+  contentCids: number;
   /** ...served from the server's cache, fetched (and verified) by this job, that no gateway gave. */
-  contentCached?: DecimalString;
-  contentFetched?: DecimalString;
-  contentFailed?: DecimalString;
+  contentCached: number;
+  contentFetched: number;
+  contentFailed: number;
   /** Record fields left unresolved (not a CID, or not fetched). */
-  contentUnresolved?: DecimalString;
+  contentUnresolved: number;
 }
 
 /** The spec's job object (`GET /api/blockchain/sync/status/{jobId}` → `job`). */
@@ -55,9 +64,9 @@ export interface Job {
   /** When the job completed (only for `completed`). */
   completedAt?: string;
   /** The resolved range, once the job has started. */
-  fromBlock?: DecimalString;
-  toBlock?: DecimalString;
-  stats?: JobStats;
+  fromBlock?: number;
+  toBlock?: number;
+  stats: JobStats;
   /** Why the job failed (or was cancelled). */
   error?: string;
   /** UPPER_SNAKE_CASE reason: RPC_UNAVAILABLE, JOB_TIMEOUT, JOB_CANCELLED, ... */
@@ -66,7 +75,7 @@ export interface Job {
 
 /** Where a record came from: the event that created it, when that is inside the range. */
 export interface Provenance {
-  blockNumber: DecimalString;
+  blockNumber: number;
   transactionHash: string;
   logIndex: number;
 }
@@ -149,22 +158,50 @@ export interface Report {
   unresolved?: UnresolvedContent[];
 }
 
+/** The record kinds, in the order a result lists them. */
+export const RECORD_KINDS = ['proposals', 'petitions', 'reports'] as const;
+export type RecordKind = (typeof RECORD_KINDS)[number];
+
+/** Where a view stands once it applied a result: pass `jobId` (or the cursor) as `after` to continue. */
+export interface Cursor {
+  jobId: string;
+  toBlock: number;
+  toBlockHash: string;
+}
+
+/** A branch switch a result handled: blocks forkBlock.. of the branch read before were replaced or lost. */
+export interface Reorg {
+  forkBlock: number;
+  droppedBlocks: number;
+}
+
+/** Per kind, the ids earlier results listed that do not exist at toBlock: delete them from your view. */
+export type DroppedIds = Record<RecordKind, DecimalString[]>;
+
 /** The spec's `result` object. */
 export interface SyncResult {
   proposals: Proposal[];
   petitions: Petition[];
   reports: Report[];
-  fromBlock: DecimalString;
-  toBlock: DecimalString;
+  fromBlock: number;
+  toBlock: number;
   /** Hash of toBlock: the chain the records were read from. */
   toBlockHash: string;
-  chainId: DecimalString;
+  chainId: number;
   /** Events seen in the range. */
   eventsCount: number;
   /** Wall time of the job in milliseconds. */
   processingTime: number;
   /** Records of each kind in the whole result (all pages). */
-  totals: { proposals: number; petitions: number; reports: number };
+  totals: Record<RecordKind, number>;
+  /** This result's own cursor. */
+  cursor: Cursor;
+  /** The job this result continued from (an incremental sync's cursor); null when none (a full sync). */
+  after: string | null;
+  /** The branch switch handled; null when the chain did not reorganise. */
+  reorg: Reorg | null;
+  /** Ids to delete from a view that applied the earlier results; empty lists when none. */
+  dropped: DroppedIds;
 }
 
 /** `GET /api/blockchain/sync/result/{jobId}`. */
@@ -185,11 +222,16 @@ export interface StartSyncRequest {
   type?: JobType;
   /** Idempotency key: the same key within 24 h returns the first job. */
   requestId?: string;
-  /** An explicit range instead of blocksBack, both inclusive. */
-  fromBlock?: DecimalString | number;
-  toBlock?: DecimalString | number;
-  /** Continue from where the last completed sync of the same type ended. */
+  /** An explicit range instead of blocksBack, both inclusive (a decimal string is taken too). */
+  fromBlock?: number | DecimalString;
+  toBlock?: number | DecimalString;
+  /** Continue from a cursor: the last completed sync of the same type you can see, or `after`. */
   incremental?: boolean;
+  /**
+   * The cursor: the job whose result you applied last (its id, or a result's or view's `cursor`).
+   * Implies `incremental`. See docs/reorgs.md.
+   */
+  after?: string | Cursor;
   confirmations?: number;
   timeoutSeconds?: number;
 }
@@ -291,7 +333,14 @@ export class JobNotCompletedError extends ChainsyncError {
     return typeof state === 'string' ? state : undefined;
   }
 }
-/** Any other 409 (e.g. JOB_STILL_RUNNING on delete). */
+/** 404 CURSOR_NOT_FOUND: `after` names no job you can see (deleted, expired): start again from a full sync. */
+export class CursorNotFoundError extends JobNotFoundError {}
+/** 409 CURSOR_NOT_COMPLETED: `after` names a job that has not completed (`.state`). */
+export class CursorNotCompletedError extends JobNotCompletedError {}
+/**
+ * Any other 409: JOB_STILL_RUNNING on delete, and the result of a job that will never have one
+ * (JOB_FAILED, with `details.errorCode` and `details.error`; JOB_CANCELLED).
+ */
 export class ConflictError extends ChainsyncError {}
 /** 429: slow down; `retryAfterMs` from the Retry-After header when sent. */
 export class RateLimitedError extends ChainsyncError {
@@ -313,6 +362,17 @@ export class JobFailedError extends ChainsyncError {
     });
   }
 }
+/**
+ * An incremental sync failed because the chain changed below the server's reorg window: run a full
+ * sync (`isFullSync`), REPLACE your view with its result, and continue after it (docs/reorgs.md).
+ */
+export class ReorgTooDeepError extends JobFailedError {}
+
+/** The error for a job that ended `failed`: ReorgTooDeepError when that is why. */
+export function jobFailedError(job: Job): JobFailedError {
+  return job.errorCode === 'REORG_TOO_DEEP' ? new ReorgTooDeepError(job) : new JobFailedError(job);
+}
+
 /** The job ended `cancelled`. */
 export class JobCancelledError extends ChainsyncError {
   constructor(readonly job: Job) {
@@ -343,7 +403,9 @@ export function errorFromResponse(status: number, body: unknown, headers?: Heade
   if (status === 401) return new UnauthenticatedError(message, init);
   if (status === 403) return new PermissionDeniedError(message, init);
   if (status === 404 && code === 'JOB_NOT_FOUND') return new JobNotFoundError(message, init);
+  if (status === 404 && code === 'CURSOR_NOT_FOUND') return new CursorNotFoundError(message, init);
   if (status === 409 && code === 'JOB_NOT_COMPLETED') return new JobNotCompletedError(message, init);
+  if (status === 409 && code === 'CURSOR_NOT_COMPLETED') return new CursorNotCompletedError(message, init);
   if (status === 409) return new ConflictError(message, init);
   if (status === 429) {
     const err = new RateLimitedError(message, init);
@@ -489,7 +551,9 @@ export class ChainsyncClient {
 
   /** `POST /api/blockchain/sync`: the job id comes back at once. */
   async startSync(request: StartSyncRequest = {}, options: RequestOptions = {}): Promise<StartSyncResponse> {
-    return this.request<StartSyncResponse>('POST', '/api/blockchain/sync', { ...options, body: request });
+    const { after, ...rest } = request;
+    const body = after === undefined ? rest : { ...rest, after: typeof after === 'string' ? after : after.jobId };
+    return this.request<StartSyncResponse>('POST', '/api/blockchain/sync', { ...options, body });
   }
 
   /** `GET /api/blockchain/sync/status/{jobId}`: the job's current status and progress. */
@@ -551,7 +615,7 @@ export class ChainsyncClient {
         }
         options.onProgress?.(job);
         if (job.status === 'completed') return await this.getResult(jobId, { signal });
-        if (job.status === 'failed') throw new JobFailedError(job);
+        if (job.status === 'failed') throw jobFailedError(job);
         if (job.status === 'cancelled') throw new JobCancelledError(job);
         const changed = !last || last.progress !== job.progress || last.status !== job.status || last.message !== job.message;
         interval = changed ? intervalMs : grow(interval);

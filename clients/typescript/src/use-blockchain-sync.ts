@@ -11,6 +11,7 @@ import {
   JobCancelledError,
   JobFailedError,
   WaitTimeoutError,
+  jobFailedError,
   type Job,
   type JobStatus,
   type StartSyncRequest,
@@ -144,7 +145,7 @@ export function useBlockchainSync(options: UseBlockchainSyncOptions = {}): UseBl
         }
         let result: SyncResult;
         if (final) {
-          if (final.status === 'failed') throw new JobFailedError(final);
+          if (final.status === 'failed') throw jobFailedError(final);
           if (final.status === 'cancelled') throw new JobCancelledError(final);
           result = (await client.getResult(id, { signal })).result;
         } else {

@@ -6,6 +6,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   ChainsyncClient,
   ChainsyncError,
+  ConflictError,
+  CursorNotCompletedError,
+  CursorNotFoundError,
   InvalidArgumentError,
   JobCancelledError,
   JobFailedError,
@@ -17,6 +20,7 @@ import {
   createClient,
   type Job,
   type JobEvent,
+  type JobStats,
 } from '../src/async-blockchain-sync.js';
 import {
   UNKNOWN_JOB,
@@ -32,7 +36,24 @@ import {
 } from './helpers.js';
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
-const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/;
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+const STATS: (keyof JobStats)[] = [
+  'blocksTotal',
+  'blocksDone',
+  'eventsFound',
+  'recordsTotal',
+  'recordsDone',
+  'blocksPerSecond',
+  'etaSeconds',
+  'rangeSplits',
+  'reorgs',
+  'contentCids',
+  'contentCached',
+  'contentFetched',
+  'contentFailed',
+  'contentUnresolved',
+];
+const isBlock = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
 
 const fast = () => createClient({ baseUrl: bridgeUrl() });
 const slow = () => createClient({ baseUrl: slowBridgeUrl() });
@@ -57,7 +78,7 @@ async function collect(client: ChainsyncClient, jobId: string, lastEventId?: str
 }
 
 describe('start, status, result', () => {
-  it('starts a full sync and waits for its exact, string-typed result', async () => {
+  it('starts a full sync and waits for its exact result: numbers for blocks and counts, strings for uint256', async () => {
     const client = fast();
     const started = await client.startSync({ isFullSync: true });
     expect(started.success).toBe(true);
@@ -75,11 +96,11 @@ describe('start, status, result', () => {
     expect(seen.at(-1)).toMatchObject({ status: 'completed', progress: 100 });
 
     const { result } = done;
-    expect(result.fromBlock).toMatch(DECIMAL);
-    expect(result.toBlock).toMatch(DECIMAL);
-    expect(BigInt(result.toBlock)).toBeGreaterThanOrEqual(BigInt(result.fromBlock));
-    expect(result.chainId).toMatch(DECIMAL);
+    for (const n of [result.fromBlock, result.toBlock, result.chainId, result.eventsCount]) expect(isBlock(n), String(n)).toBe(true);
+    expect(result.toBlock).toBeGreaterThanOrEqual(result.fromBlock);
     expect(typeof result.processingTime).toBe('number');
+    expect(result.cursor).toEqual({ jobId: started.jobId, toBlock: result.toBlock, toBlockHash: result.toBlockHash });
+    expect(result).toMatchObject({ after: null, reorg: null, dropped: { proposals: [], petitions: [], reports: [] } });
     expect(result.proposals.length).toBeGreaterThan(0);
     expect(result.petitions.length).toBeGreaterThan(0);
     expect(result.reports.length).toBeGreaterThan(0);
@@ -89,7 +110,7 @@ describe('start, status, result', () => {
       }
       expect(p.creator).toMatch(/^0x[0-9a-fA-F]{40}$/);
       expect(typeof p.activeStatus).toBe('boolean');
-      if (p.created) expect(p.created.blockNumber).toMatch(DECIMAL);
+      if (p.created) expect(isBlock(p.created.blockNumber) && p.created.blockNumber >= result.fromBlock).toBe(true);
     }
     for (const p of result.petitions) expect([p.signaturesRequired, p.signaturesCount]).toEqual([expect.stringMatching(DECIMAL), expect.stringMatching(DECIMAL)]);
     for (const r of result.reports) expect([r.upvotes, r.downvotes]).toEqual([expect.stringMatching(DECIMAL), expect.stringMatching(DECIMAL)]);
@@ -98,6 +119,9 @@ describe('start, status, result', () => {
     expect(job).toMatchObject({ id: started.jobId, type: 'blockchain_sync', status: 'completed', progress: 100 });
     expect(job.toBlock).toBe(result.toBlock);
     expect(job.completedAt).toMatch(RFC3339);
+    expect(Object.keys(job.stats).sort()).toEqual([...STATS].sort());
+    for (const field of STATS) expect(typeof job.stats[field], field).toBe('number');
+    expect(job.stats.blocksDone).toBe(result.toBlock - result.fromBlock + 1);
     expect(await client.getResult(started.jobId)).toEqual(done);
   });
 
@@ -135,7 +159,7 @@ describe('start, status, result', () => {
     const t0 = Date.now();
     const done = await client.waitForResult(jobId); // the spec's defaults: 2 s interval, 10 min timeout
     expect(Date.now() - t0).toBeLessThan(1500);
-    expect(done.result.toBlock).toMatch(DECIMAL);
+    expect(isBlock(done.result.toBlock)).toBe(true);
   });
 
   it('sends the bearer token and extra headers on every request', async () => {
@@ -197,6 +221,44 @@ describe('errors carry the bridge code and the HTTP status', () => {
     expect(err).toMatchObject({ code: 'INVALID_RANGE', status: 0 });
     expect((err as JobFailedError).job).toMatchObject({ id: jobId, status: 'failed', errorCode: 'INVALID_RANGE' });
     expect((err as Error).message).toContain('999999999');
+    // Its result will never exist: 409 JOB_FAILED, carrying the job's own errorCode.
+    const noResult = await client.getResult(jobId).catch((e: unknown) => e);
+    expect(noResult).toBeInstanceOf(ConflictError);
+    expect(noResult).toMatchObject({ status: 409, code: 'JOB_FAILED', details: { jobId, state: 'failed', errorCode: 'INVALID_RANGE' } });
+  });
+
+  it('a cursor (after) must name a completed job of the same type: 404, 409 or 400 naming after', async () => {
+    const client = fast();
+    const missing = await client.startSync({ after: UNKNOWN_JOB }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(CursorNotFoundError);
+    expect(missing).toBeInstanceOf(JobNotFoundError);
+    expect(missing).toMatchObject({ status: 404, code: 'CURSOR_NOT_FOUND', field: 'after' });
+
+    const { jobId: reports } = await client.startSync({ blocksBack: 3, type: 'reports_sync' });
+    await waitForEnd(client, reports);
+    const otherType = await client.startSync({ after: reports }).catch((e: unknown) => e);
+    expect(otherType).toBeInstanceOf(InvalidArgumentError);
+    expect(otherType).toMatchObject({ status: 400, field: 'after' });
+
+    const slowClient = slow();
+    const running = await startSlow(slowClient);
+    const notYet = await slowClient.startSync({ after: running }).catch((e: unknown) => e);
+    expect(notYet).toBeInstanceOf(CursorNotCompletedError);
+    expect(notYet).toMatchObject({ status: 409, code: 'CURSOR_NOT_COMPLETED', field: 'after' });
+    expect(['pending', 'running']).toContain((notYet as CursorNotCompletedError).state);
+    await cancelQuietly(running);
+  });
+
+  it('startSync({after}) continues from that job, given its id or its cursor', async () => {
+    const client = fast();
+    const first = (await client.waitForResult((await client.startSync({ isFullSync: true })).jobId, { intervalMs: 50 })).result;
+    const { jobId } = await client.startSync({ after: first.cursor });
+    const next = (await client.waitForResult(jobId, { intervalMs: 50 })).result;
+    expect(next.after).toBe(first.cursor.jobId);
+    expect(next.toBlock).toBeGreaterThanOrEqual(first.toBlock);
+    expect(next.cursor.jobId).toBe(jobId);
+    const { jobId: third } = await client.startSync({ after: next.cursor.jobId, incremental: true });
+    expect((await client.waitForResult(third, { intervalMs: 50 })).result.after).toBe(jobId);
   });
 
   it('a job past its own timeoutSeconds fails with JOB_TIMEOUT', async () => {
@@ -403,7 +465,8 @@ describe('cancel, list, delete', () => {
     expect(err).toBeInstanceOf(JobCancelledError);
     expect(err).toMatchObject({ code: 'JOB_CANCELLED' });
     const result = await client.getResult(jobId).catch((e: unknown) => e);
-    expect(result).toMatchObject({ status: 409 });
+    expect(result).toBeInstanceOf(ConflictError);
+    expect(result).toMatchObject({ status: 409, code: 'JOB_CANCELLED', details: { jobId, state: 'cancelled' } });
 
     const listed = await client.listJobs({ status: 'cancelled', limit: 100 });
     expect(listed.success).toBe(true);

@@ -65,7 +65,7 @@ afterEach(() => {
 
 describe('docs/typescript-client.md', () => {
   it('has its examples, and they type-check', () => {
-    expect(ALL.map((e) => e.name)).toEqual(['quickstart.ts', 'watch.ts', 'errors.ts', 'jobs.ts', 'SyncButton.tsx']);
+    expect(ALL.map((e) => e.name)).toEqual(['quickstart.ts', 'view.ts', 'watch.ts', 'errors.ts', 'jobs.ts', 'SyncButton.tsx']);
     for (const example of ALL) expect(example.prints ?? example.renders, example.name).toBeTruthy();
     try {
       execFileSync(join(PACKAGE, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.examples.json'], {
