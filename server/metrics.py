@@ -220,6 +220,38 @@ class JobsCollector(Collector):
         yield GaugeMetricFamily("chainsync_workers", "Worker threads of this server (CHAINSYNC_WORKERS).", value=size)
 
 
+class EndpointsCollector(Collector):
+    """Each node endpoint's window now (server/transport/endpoints.py), read when Prometheus scrapes.
+
+    ``states`` gives (url, window, in flight, requests per second allowed or None) per endpoint."""
+
+    def __init__(self, states: Callable[[], list[tuple[str, float, int, float | None]]]) -> None:
+        self.states = states
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        window = GaugeMetricFamily(
+            "chainsync_rpc_window",
+            "Requests the endpoint may have in flight now (adapts up to the cap).",
+            labels=["endpoint"],
+        )
+        in_flight = GaugeMetricFamily(
+            "chainsync_rpc_in_flight", "Requests in flight to the endpoint now.", labels=["endpoint"]
+        )
+        pace = GaugeMetricFamily(
+            "chainsync_rpc_pace", "Requests per second the endpoint is paced to after a rate limit (0: not paced).",
+            labels=["endpoint"],
+        )  # fmt: skip
+        for url, size, flying, per_s in self.states():
+            label = [_endpoint(url)]
+            window.add_metric(label, size)
+            in_flight.add_metric(label, flying)
+            pace.add_metric(label, per_s or 0.0)
+        yield from (window, in_flight, pace)
+
+
 def parse_metrics_addr(value: str) -> tuple[str, int] | None:
     """(host, port) of CHAINSYNC_METRICS_ADDR, None for ``off``; ValueError naming the setting otherwise."""
     if value.strip().lower() == "off":

@@ -10,7 +10,9 @@ Between every client and the upstream node it
   (default 50; a token bucket holding one second's worth, as providers'
   limits do: a burst is allowed, a steady excess is not); a refused request
   is not forwarded. A JSON-RPC batch is one request;
-- counts requests, the most in flight at once, 429s and range refusals.
+- counts requests, the most in flight at once, 429s and range refusals, and
+  (``record=True``) keeps the body of every request it forwarded: the bench's
+  ceiling sends exactly those again (bench/ceiling.py).
 
 It speaks plain HTTP/1.1 with keep-alive (what JSON-RPC clients send), runs
 its own event loop in a thread (``with RemoteProxy(url) as proxy``) or as a
@@ -75,10 +77,12 @@ class TokenBucket:
 
 
 class RemoteProxy:
-    def __init__(self, upstream: str, limits: Limits | None = None, port: int = 0) -> None:
+    def __init__(self, upstream: str, limits: Limits | None = None, port: int = 0, record: bool = False) -> None:
         self.upstream = upstream
         self.limits = limits or Limits()
         self.counts = Counts()
+        self.record = record
+        self.recorded: list[bytes] = []  # bodies forwarded upstream, in order (with record=True)
         self._port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -102,8 +106,9 @@ class RemoteProxy:
         self._thread.join(10)
 
     def reset(self) -> None:
-        """Counts from zero, and a full bucket (between two measured runs)."""
+        """Counts and records from zero, and a full bucket (between two measured runs)."""
         self.counts = Counts()
+        self.recorded = []
         self._bucket = self._new_bucket()
 
     def _new_bucket(self) -> TokenBucket | None:
@@ -166,6 +171,8 @@ class RemoteProxy:
                 counts.range_refused += 1
                 return 200, {}, json.dumps(refusal).encode()
             counts.forwarded += 1
+            if self.record:
+                self.recorded.append(body)
             upstream = await self._client.post(
                 self.upstream, content=body, headers={"content-type": "application/json"}
             )

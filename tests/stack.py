@@ -67,14 +67,16 @@ TERMINAL = (jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JO
 def slow_server(devnet, db: Path, **env: str) -> Iterator[Service]:
     """A server whose full sync of the demo chain takes several seconds.
 
-    It reads logs 20 blocks at a time through a proxy that delays every
-    request by 25 ms, so a job can be cancelled, killed or watched mid-way.
+    It reads logs 20 blocks at a time, one request at a time
+    (CHAINSYNC_RPC_CONCURRENCY=1), through a proxy that delays every request by
+    25 ms, so a job can be cancelled, killed or watched mid-way. (Concurrent
+    scans have their own tests: tests/test_concurrency.py.)
     """
     with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy:
         with grpc_server(
             rpc_url=proxy.url,
             deployment_path=devnet.deployment_path,
             db=db,
-            extra_env={"CHAINSYNC_LOG_CHUNK": "20", **env},
+            extra_env={"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_RPC_CONCURRENCY": "1", **env},
         ) as server:
             yield server

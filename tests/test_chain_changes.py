@@ -126,7 +126,7 @@ def test_a_reorg_during_a_job_is_synced_again_and_the_records_match_the_new_chai
             rpc_url=proxy.url,
             deployment_path=fresh_devnet.deployment_path,
             db=tmp_path / "j.db",
-            extra_env={"CHAINSYNC_LOG_CHUNK": "10"},
+            extra_env={"CHAINSYNC_LOG_CHUNK": "10", "CHAINSYNC_RPC_CONCURRENCY": "1"},
         ) as server,
         grpc.insecure_channel(server.addr) as channel,
     ):

@@ -305,6 +305,7 @@ def test_grpc_watch_survives_a_server_restart(devnet, tmp_path) -> None:
             "CHAINSYNC_DB": str(tmp_path / "jobs.sqlite3"),
             "CHAINSYNC_GRPC_ADDR": f"127.0.0.1:{port}",
             "CHAINSYNC_LOG_CHUNK": "20",
+            "CHAINSYNC_RPC_CONCURRENCY": "1",
         }
         watch_through_a_restart(c, lambda: _start_on(port, ["serve"], env), kill_after=3)
 

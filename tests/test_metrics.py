@@ -54,7 +54,7 @@ def test_metrics_move_during_a_job_and_add_up_after_it(devnet, tmp_path) -> None
             rpc_url=f"{proxy.url}/v3/{KEY}?apiKey={SECRET}",
             deployment_path=devnet.deployment_path,
             db=tmp_path / "jobs.sqlite3",
-            extra_env={"CHAINSYNC_LOG_CHUNK": "100"},
+            extra_env={"CHAINSYNC_LOG_CHUNK": "100", "CHAINSYNC_RPC_CONCURRENCY": "1"},  # slow: scraped mid-job
         ) as server,
         rest_bridge(server.addr) as bridge,
         httpx.Client(base_url=bridge.url, timeout=30) as http,

@@ -399,7 +399,7 @@ def test_a_reorg_racing_a_running_job(devnet, tmp_path) -> None:
     view built from its result is the chain's."""
     chain = Chain(devnet)
     with FaultProxy(devnet.url, Faults(delay_s=0.7, delay_only=("eth_call",))) as proxy:
-        with service(devnet, tmp_path, rpc_url=proxy.url) as svc:
+        with service(devnet, tmp_path, rpc_url=proxy.url, CHAINSYNC_RPC_CONCURRENCY="1") as svc:
             view = View()
             proxy.faults.delay_s = 0.0
             svc.incremental(view)

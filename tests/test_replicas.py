@@ -71,7 +71,12 @@ def test_a_replica_killed_mid_job_hands_the_job_to_a_live_one(devnet, schema_url
     reference_id = stack.stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
     wait_for_state(stack.stub, reference_id, TERMINAL)
     reference = records(stack.stub, reference_id)
-    env = {"CHAINSYNC_LEASE_SECONDS": LEASE_S, "CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_WORKERS": "1"}
+    env = {
+        "CHAINSYNC_LEASE_SECONDS": LEASE_S,
+        "CHAINSYNC_LOG_CHUNK": "20",
+        "CHAINSYNC_WORKERS": "1",
+        "CHAINSYNC_RPC_CONCURRENCY": "1",  # one request at a time: slow enough to kill mid-job
+    }
     with FaultProxy(devnet.url, Faults(delay_s=0.025)) as proxy:
         with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as a:
             with grpc.insecure_channel(a.addr) as ca:

@@ -86,6 +86,7 @@ class StateReader:
             extra={"events": stats.events_found, "records": stats.records_total, "block": to_block},
         )
         progress(stats, f"Reading {stats.records_total} records at block {to_block}")
+        stats.reading()
         self._read_pages(todo, to_block, stats, progress, journal)
         return totals, dropped
 

@@ -70,6 +70,7 @@ class LogScan:
         if scanned_to >= rng.to_block:
             return
         log.info("scan started", extra={"blocks": f"{scanned_to + 1}..{rng.to_block}", "chunk": self.sizer.size})
+        stats.scanning()
         chunks: list[tuple[int, int]] = []
         items = self._chunk_works(scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks)
         for n, (events, calls) in enumerate(in_order(self.pool, items, self.ahead)):

@@ -98,6 +98,13 @@ class Runner:
         for thread in self._threads:
             thread.start()
 
+    def stop_here(self, job_id: str) -> None:
+        """A cancel was just recorded: if this process runs the job, it stops now rather than at the next
+        heartbeat (another replica's job stops at its own heartbeat)."""
+        ctx = self._running.get(job_id)
+        if ctx is not None:
+            ctx.stop.stop(CANCELLED)
+
     def wake(self) -> None:
         """A job was just created or cancelled: act without waiting for the next poll."""
         self._wake.set()

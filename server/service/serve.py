@@ -27,7 +27,14 @@ from server.jobs.ipfs import Gateways, IpfsSettings
 from server.jobs.runner import Runner
 from server.jobs.store import ContentCache, JobStore, StoreInUse, open_single_server
 from server.jobs.sync_job import SyncJobDeps, run_sync_job
-from server.metrics import JobsCollector, MetricsServer, ServerMetrics, parse_metrics_addr, serve_metrics
+from server.metrics import (
+    EndpointsCollector,
+    JobsCollector,
+    MetricsServer,
+    ServerMetrics,
+    parse_metrics_addr,
+    serve_metrics,
+)
 from server.service.auth import Tokens
 from server.service.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
 from server.service.servicer import JobService
@@ -186,6 +193,7 @@ def build(settings: Settings) -> Parts:
     metrics.registry.register(
         JobsCollector(store.count_by_state, lambda: (len(runner.running_job_ids()), runner.workers))
     )
+    metrics.registry.register(EndpointsCollector(lambda: endpoint_states(deps.endpoints)))
     tokens = Tokens.parse(settings.api_token) if settings.api_token else None
     interceptors = [AuthInterceptor(tokens)] if tokens else []
     server = grpc.aio.server(
@@ -193,14 +201,17 @@ def build(settings: Settings) -> Parts:
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobService(store, runner.wake, settings.job_timeout_s, tokens), server
-    )
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(store, runner, settings.job_timeout_s, tokens), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
     port = listen(server, settings)
     return Parts(settings, store, metrics, runner, server, health_servicer, port, deps)
+
+
+def endpoint_states(endpoints: Endpoints) -> list[tuple[str, float, int, float | None]]:
+    """(url, window, in flight, pace) of each node endpoint, for the metrics."""
+    return [(e.url, (st := e.state()).window, st.in_flight, st.pace_per_s) for e in endpoints.all()]
 
 
 def listen(server: grpc.aio.Server, settings: Settings) -> int:

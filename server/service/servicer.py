@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -23,6 +23,7 @@ from google.protobuf import empty_pb2
 
 from server import logs
 from server.errors import ChainsyncError, invalid_argument, job_not_found
+from server.jobs.runner import Runner
 from server.jobs.store import JobPosition, JobRecord, JobStore
 from server.kinds import KINDS
 from server.service import page_tokens
@@ -83,14 +84,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
         self,
         store: JobStore,
-        wake_runner: Callable[[], None],
+        runner: Runner,
         default_timeout_s: int,
         tokens: Tokens | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.watch_hub = WatchHub(store, WATCH_POLL_S)
-        self.wake_runner = wake_runner
+        self.runner = runner
         self.default_timeout_s = default_timeout_s
 
     def _caller(self, context: grpc.aio.ServicerContext) -> str | None:
@@ -129,7 +130,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
         job = await asyncio.to_thread(self.store.create, new)
         if job.id == new.id:
-            self.wake_runner()
+            self.runner.wake()
             log.info("job created", extra={"job_id": job.id, "type": job_type})
         else:
             log.info("job already started with this requestId", extra={"job_id": job.id})
@@ -241,12 +242,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         job = await asyncio.to_thread(self.store.request_cancel, request.job_id)
         if job is None:
             raise job_not_found(request.job_id)
+        self.runner.stop_here(job.id)
         return job_message(job)
 
     async def DeleteJob(self, request, context) -> empty_pb2.Empty:
         job = await self._get(request.job_id, context)
         if not job.finished:
             await asyncio.to_thread(self.store.request_cancel, job.id)
+            self.runner.stop_here(job.id)
             deadline = time.monotonic() + DELETE_CANCEL_WAIT_S
             while not job.finished and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)

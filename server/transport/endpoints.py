@@ -66,7 +66,6 @@ class Endpoint:
         self._next_start = 0.0
         self._last_decrease = 0.0
         self._done: deque[float] = deque(maxlen=4096)  # when recent requests ended well
-        self._first_use: float | None = None
         self._cond = threading.Condition()
 
     @contextmanager
@@ -98,8 +97,6 @@ class Endpoint:
                 self._cond.wait(min(WAIT_POLL_S, wait) if wait > 0 else WAIT_POLL_S)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            if self._first_use is None:
-                self._first_use = now
             self._next_start = now + (1 / self._pace if self._pace else 0.0)
 
     def _release(self, lease: Lease) -> None:
@@ -127,8 +124,7 @@ class Endpoint:
         # a burst of refusals answering one burst of requests counts once).
         self._paused_until = max(self._paused_until, now + lease.retry_after_s)
         if self._pace is None or now - self._paced_at >= 1.0:
-            span = min(1.0, max(0.1, now - (self._first_use or now)))  # the last second, or since the first request
-            accepted = sum(1 for t in self._done if t > now - span) / span
+            accepted = sum(1 for t in self._done if t > now - 1.0)  # over the last second (a young endpoint: low)
             pace = max(1.0, PACE_SHARE * accepted)
             self._pace = min(self._pace, pace) if self._pace else pace
             self._paced_at = now

@@ -1,0 +1,86 @@
+"""The ceiling: a bare async client sending a job's own requests again, as fast as the network allows.
+
+A chainsync job runs first with its node behind tests/remote_proxy.py, which
+records the body of every request it forwards (a request it refused or
+rate-limited is not recorded: that was the job's waste). The ceiling then
+sends exactly those bodies again, parsing each answer's JSON and decoding
+nothing, at each concurrency of ``CONCURRENCIES``; against a rate-limited
+node it paces itself with a token bucket of the node's own rate and burst (it
+knows the limit, so it is never refused). The fastest run is the ceiling:
+what this request set costs over this network. How to find the best
+concurrency: try them all, keep the fastest (each run starts from a full
+bucket). A job's time against it says how close the job comes to that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+CONCURRENCIES = (1, 2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    seconds: float
+    concurrency: int
+    requests: int
+    by_concurrency: dict[int, float]
+
+
+class Pacer:
+    """A client-side token bucket: at most ``rate`` starts a second after a burst of ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.tokens, self.burst, self.at = rate, burst, burst, time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self.lock:
+            for _ in range(100_000):
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+                self.at = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+async def _replay(url: str, bodies: list[bytes], concurrency: int, pacer: Pacer | None) -> float:
+    queue = list(reversed(bodies))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            while queue:
+                body = queue.pop()
+                for _ in range(20):  # a 429 (not expected when paced) is waited out as it asks
+                    if pacer:
+                        await pacer.take()
+                    answer = await client.post(url, content=body, headers={"content-type": "application/json"})
+                    if answer.status_code != 429:
+                        break
+                    await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
+                answer.raise_for_status()
+                orjson.loads(answer.content)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+def best(url: str, bodies: list[bytes], *, rate: float | None = None, before_each: object = None) -> Ceiling:
+    """The fastest replay of bodies to url over CONCURRENCIES (paced at rate, burst one second's worth)."""
+    times: dict[int, float] = {}
+    for concurrency in CONCURRENCIES:
+        if callable(before_each):
+            before_each()  # e.g. refill the proxy's bucket
+        pacer = Pacer(rate, rate) if rate else None
+        times[concurrency] = asyncio.run(_replay(url, bodies, concurrency, pacer))
+    fastest = min(times, key=times.__getitem__)
+    return Ceiling(times[fastest], fastest, len(bodies), times)
