@@ -145,7 +145,7 @@ def test_a_server_killed_mid_scan_resumes_from_its_contiguous_checkpoint(devnet,
             events = list(stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=1), timeout=10))
             result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
     assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
-    resumed = next(e.job for e in events if e.job.message.startswith("Resuming"))
+    resumed = next(e.job for e in events if e.job.message.startswith("Resuming blocks"))
     assert resumed.stats.blocks_done == scanned_to - resumed.from_block + 1, "it starts where the checkpoint ends"
     assert {k: [MessageToDict(r) for r in getattr(result, k)] for k in reference} == reference
 
