@@ -530,7 +530,7 @@ def test_a_completed_job_keeps_its_reorg_window_for_the_sync_that_continues_from
     """Hashes of the window's blocks and the touches in them outlive the job; what it continued from
     is inherited for the blocks it did not scan; a job that fails keeps nothing (docs/reorgs.md)."""
     first = running(store)
-    store.save_window(first.id, {8: "0x08", 9: "0x09", 10: "0x0a"}, checkpoint={}, owner=None)
+    store.save_window(first.id, {8: "0x08", 9: "0x09", 10: "0x0a"}, owner=None)
     store.save_chunk(first.id, checkpoint={}, touched=[("reports", 1, 5, 0, None), ("reports", 2, 9, 1, None)])
     summary = dataclasses.replace(SUMMARY, from_block=1, to_block=10, window_from=8)
     store.finish(first.id, "completed", message="done", summary=summary)
@@ -539,7 +539,7 @@ def test_a_completed_job_keeps_its_reorg_window_for_the_sync_that_continues_from
 
     second = running(store)
     store.rewind(second.id, 12, checkpoint={}, owner=None)
-    store.save_window(second.id, {9: "0x09", 10: "0x0a", 11: "0x0b", 12: "0x0c"}, checkpoint={}, owner=None)
+    store.save_window(second.id, {9: "0x09", 10: "0x0a", 11: "0x0b", 12: "0x0c"}, owner=None)
     store.save_chunk(second.id, checkpoint={}, touched=[("reports", 3, 11, 0, None), ("reports", 4, 12, 0, None)])
     store.rewind(second.id, 12, checkpoint={}, owner=None)  # the chain changed at 12
     assert store.window(second.id) == {9: "0x09", 10: "0x0a", 11: "0x0b"}
@@ -551,6 +551,6 @@ def test_a_completed_job_keeps_its_reorg_window_for_the_sync_that_continues_from
     assert store.last_completed_id("blockchain_sync", principal="someone-else") is None
 
     failed = running(store)
-    store.save_window(failed.id, {1: "0x01"}, checkpoint={}, owner=None)
+    store.save_window(failed.id, {1: "0x01"}, owner=None)
     store.finish(failed.id, "failed", message="Failed", error_code="X")
     assert store.window(failed.id) == {}

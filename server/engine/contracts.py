@@ -164,6 +164,7 @@ class EntityKind:
 
     declared: RecordKind
     topics: dict[str, tuple[str, int]]  # topic0 hex -> (event name, index of the id among the topics)
+    created_topic: str  # topic0 of the event that creates an entity
     mutator_selectors: dict[str, str]  # 4-byte selector hex -> state-changing function whose first input is the id
     getter_selector: bytes
     counter_selector: bytes
@@ -178,10 +179,6 @@ class EntityKind:
     @property
     def contract(self) -> str:
         return self.declared.contract
-
-    @property
-    def created_topic(self) -> str:
-        return next(t for t, (event, _) in self.topics.items() if event == self.declared.created_event)
 
     def getter_call(self, address: str, entity_id: int, block: int) -> tuple[str, list[Any]]:
         data = self.getter_selector + abi_encode(["uint256"], [entity_id])
@@ -230,6 +227,7 @@ def build_kind(kind: RecordKind) -> EntityKind:
     return EntityKind(
         declared=kind,
         topics=topics,
+        created_topic=next(t for t, (event, _) in topics.items() if event == kind.created_event),
         mutator_selectors=mutators,
         getter_selector=function_signature_to_4byte_selector(_signature(getter)),
         counter_selector=function_signature_to_4byte_selector(f"{kind.counter}()"),

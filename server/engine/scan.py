@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import EntityKind
@@ -34,6 +34,10 @@ log = logging.getLogger("chainsync.sync")
 
 REFETCH_MALFORMED = RetryPolicy(attempts=3, base_delay_s=0.0, jitter=False)  # an answer that parsed but made no sense
 ProgressCallback = Callable[[SyncStats, str], None]
+
+
+class Gate(Protocol):
+    def wait(self, last_block: int) -> Any: ...
 
 
 class LogScan:
@@ -62,8 +66,10 @@ class LogScan:
         stats: SyncStats,
         progress: ProgressCallback,
         journal: SyncJournal,
+        gate: Gate,
     ) -> None:
-        """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order."""
+        """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order; a chunk's
+        work waits on the gate first (``gate.wait(last block)``: the job's window must be recorded)."""
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
@@ -72,11 +78,11 @@ class LogScan:
         log.info("scan started", extra={"blocks": f"{scanned_to + 1}..{rng.to_block}", "chunk": self.sizer.size})
         stats.scanning()
         chunks: list[tuple[int, int]] = []
-        items = self._chunk_works(scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks)
-        for n, (events, calls) in enumerate(in_order(self.pool, items, self.ahead)):
+        items = self._chunk_works(scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate)
+        for n, (events, *calls) in enumerate(in_order(self.pool, items, self.ahead)):
             first, last = chunks[n]
             journal.checkpoint.update(scannedTo=last, chunk=self.sizer.size)
-            journal.save_scan(events + calls)
+            journal.save_scan(events + [touch for piece in calls for touch in piece])
             stats.blocks_done += last - first + 1
             stats.events_found += len(events)
             self.metrics.scanned(last - first + 1, len(events))
@@ -90,19 +96,25 @@ class LogScan:
         by_address: dict[str, EntityKind],
         stats: SyncStats,
         chunks: list[tuple[int, int]],
-    ) -> Iterator[tuple[Work, Work]]:
-        """Per chunk, in block order: its events and its event-less calls (sized when the chunk is made)."""
+        gate: Gate,
+    ) -> Iterator[tuple[Work, ...]]:
+        """Per chunk, in block order: its events and the pieces of its event-less calls (sized when the chunk is
+        made), all run at once."""
         while start <= last:
             end = self.sizer.end_of(start, last)
             chunks.append((start, end))
 
+            def gated(work: Work, last: int = end) -> Work:
+                def run() -> Any:
+                    gate.wait(last)
+                    return work()
+
+                return run
+
             def events(first: int = start, stop: int = end) -> list[Touch]:
                 return log_touches(self._logs(first, stop, addresses, stats), by_address)
 
-            def calls(first: int = start, stop: int = end) -> list[Touch]:
-                return self.silent.touches(first, stop, by_address)
-
-            yield events, calls
+            yield tuple(gated(work) for work in (events, *self.silent.works(start, end, by_address)))
             start = end + 1
 
     def _logs(self, start: int, end: int, addresses: list[str], stats: SyncStats) -> list[dict[str, Any]]:

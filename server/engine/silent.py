@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from server.engine.contracts import EntityKind
@@ -48,6 +49,7 @@ class TraceSupport:
     def __init__(self, recheck_s: float = PROBE_AGAIN_S, endpoints: Endpoints = SHARED) -> None:
         self.recheck_s = recheck_s
         self.endpoints = endpoints
+        self.ranges: dict[str, int] = {}  # url -> the largest trace_filter range the endpoint accepted after a refusal
         self._answers: dict[str, tuple[bool, float]] = {}  # url -> (serves traces, when asked)
         self._lock = threading.Lock()
         self._probing: dict[str, threading.Lock] = {}  # one probe of an endpoint at a time; others wait for it
@@ -129,7 +131,19 @@ class SilentChanges:
         self.falls_back = strategy == "auto"  # traces failing: blocks instead (with `trace`: the job fails)
         self.support = support
         self.metrics = metrics
-        self._trace_size = trace_blocks  # trace_filter range, shrunk to what the node accepts
+        # trace_filter range: what the endpoint accepted before (its refusals are remembered), else one chunk
+        self._trace_size = support.ranges.get(rpc.urls[0], trace_blocks)
+
+    def works(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Callable[[], list[Touch]]]:
+        """The event-less changes of start..stop as pieces that can run at once: one per trace_filter range the
+        node accepts, or per batch of blocks. (Decides ``auto`` first: a probe answered, or one now.)"""
+        if self.strategy == "auto":
+            self.strategy = "trace" if self._traces_served() else "blocks"
+        if self.strategy == "off":
+            return []
+        size = self._trace_size if self.strategy == "trace" else BLOCKS_PER_BATCH
+        pieces = [(first, min(stop, first + size - 1)) for first in range(start, stop + 1, size)]
+        return [lambda a=a, b=b: self.touches(a, b, by_address) for a, b in pieces]
 
     def _traces_served(self) -> bool:
         """auto: whether the primary endpoint serves traces (asked now only when no probe has answered)."""
@@ -173,6 +187,7 @@ class SilentChanges:
                 if limit is None or asked == 1:
                     raise
                 self._trace_size = min(asked // 2, limit.suggested_blocks or asked) or 1
+                self.support.ranges[self.rpc.urls[0]] = self._trace_size  # the next jobs plan with it
                 log.info(
                     "trace_filter range refused; splitting",
                     extra={"blocks": f"{start}..{end}", "next_size": self._trace_size},

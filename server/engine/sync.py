@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import SyncJournal
-from server.engine.pipeline import all_of
 from server.engine.ranges import BlockRange, safe_head
 from server.engine.reads import StateReader
 from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
@@ -40,7 +39,7 @@ from server.engine.stats import SyncStats
 from server.errors import ChainsyncError
 from server.metrics import NO_METRICS, ServerMetrics
 from server.transport.provider_limits import RpcError
-from server.transport.rpc import MAX_BATCH, JsonRpc
+from server.transport.rpc import JsonRpc
 
 log = logging.getLogger("chainsync.sync")
 
@@ -71,6 +70,27 @@ class SyncPlan:
     after: str | None = None  # the cursor it continues from: a reorg below its range moves its start down
     reorg: Reorg | None = None  # the branch switch this job handles
     inherited: dict[int, str] = field(default_factory=dict)  # window hashes known good from the cursor
+
+
+class ChainMoved(Exception):
+    """The chain no longer has a block of the job's window: the scan stops, the run handles the reorg."""
+
+
+@dataclass(frozen=True)
+class WindowGate:
+    """What a chunk's work waits for before reading the blocks of the job's window: their hashes, recorded."""
+
+    recording: Future  # record_window's (window, first block gone or None)
+    start: int  # the window's first block
+
+    def wait(self, last_block: int | None = None) -> tuple[dict[int, str], int | None]:
+        """For a chunk ending at last_block (None: whatever): the window once recorded; ChainMoved if a block is gone."""
+        if last_block is not None and last_block < self.start:
+            return {}, None
+        window, gone = self.recording.result()
+        if gone is not None:
+            raise ChainMoved(gone)
+        return window, gone
 
 
 @dataclass(frozen=True)
@@ -136,13 +156,8 @@ class SyncEngine:
         return int(self.rpc.call("eth_blockNumber", []), 16)
 
     def hashes_now(self, numbers: list[int]) -> dict[int, str | None]:
-        """The chain's hash of each block now (None for a block it does not have), batches in parallel."""
-        slices = [numbers[n : n + MAX_BATCH] for n in range(0, len(numbers), MAX_BATCH)]
-
-        def fetch(part: list[int]) -> Callable[[], list[dict | None]]:
-            return lambda: self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part])
-
-        blocks = [b for page in all_of(self.pool, [fetch(part) for part in slices], self.scan.ahead) for b in page]
+        """The chain's hash of each block now (None for a block it does not have), the batches at once."""
+        blocks = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
         return {n: (b or {}).get("hash") for n, b in zip(numbers, blocks)}
 
     def block_hash(self, number: int) -> str:
@@ -245,14 +260,23 @@ class SyncEngine:
             stats.blocks_total = plan.range.size
             journal.save_plan(plan)
             counters = self._counters_meanwhile(plan, kind_names)
-            window, fork = self.record_window(plan, journal)
+            # The window is recorded while the chunks below it are scanned; a chunk in it waits for it (its logs
+            # must be read after its hashes, for the check at the end to see a switch in between).
+            recording = self.pool.submit(copy_context().run, self.record_window, plan, journal)
+            gate = WindowGate(
+                recording, window_start(plan.range.to_block, self.options.reorg_window, plan.window_floor)
+            )
+            try:
+                self.scan.run(plan.range, by_address, stats, progress, journal, gate)
+                window, fork = gate.wait()
+                counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal)
+            except ChainMoved:
+                window, fork = recording.result()
+            except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
+                window, fork = recording.result()
+                if fork is None and fork_point(window, self.hashes_now, self.options.reorg_window) is None:
+                    raise
             if fork is None:
-                try:
-                    self.scan.run(plan.range, by_address, stats, progress, journal)
-                    counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal)
-                except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
-                    if fork_point(window, self.hashes_now, self.options.reorg_window) is None:
-                        raise
                 fork = fork_point(window, self.hashes_now, self.options.reorg_window)
             if fork is None:
                 to_hash = window.get(plan.range.to_block) or self.block_hash(plan.range.to_block)

@@ -80,7 +80,7 @@ class StoreJournal:
         return self.store.window(self.job_id)
 
     def save_window(self, hashes: dict[int, str]) -> None:
-        self._written(self.store.save_window(self.job_id, hashes, checkpoint=self.checkpoint, owner=self.owner))
+        self._written(self.store.save_window(self.job_id, hashes, owner=self.owner))
 
     def event_count(self) -> int:
         return self.store.touched_event_count(self.job_id)

@@ -12,9 +12,10 @@ does to a network and Ponder's RPC layer to a provider:
   most once per round trip (multiplicative decrease), and never below one;
 - a refusal with ``Retry-After`` (the provider says it limits a rate) is
   honoured: no request starts before it has passed; and it sets a pace:
-  requests start no faster than about 90 % of the rate the provider accepted
-  over the last second, which then creeps up by 5 % a second while nothing is
-  refused. (A 429 without it only halves the window: some proxies answer 429
+  requests start no faster than half the rate they were sent at over the
+  last second (nor than 90 % of the rate the provider accepted: a burst
+  allowance hides a rate limit until it runs out), which then creeps up by
+  5 % a second while nothing is refused. (A 429 without it only halves the window: some proxies answer 429
   for reasons that have nothing to do with the rate.)
 
 So a rate-limited provider gets what it allows and no more, and an endpoint
@@ -30,12 +31,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
+
 from server.stopping import NEVER, StopToken
 
 INITIAL_WINDOW = 4.0
 DEFAULT_CAP = 8  # CHAINSYNC_RPC_CONCURRENCY
 CONGESTION = frozenset({"http_429", "http_5xx", "timeout"})
-PACE_SHARE = 0.9  # a learned pace is this share of the rate the provider accepted
+PACE_SHARE = 0.9  # a learned pace is at most this share of the rate the provider accepted...
+PACE_CUT = 0.5  # ...and at most this share of the rate requests were sent at (a burst allowance hides the rate)
 PACE_GROWTH = 0.05  # per second without a refusal, the pace goes up by this share
 WAIT_POLL_S = 0.1  # a request waiting for a slot looks at its stop token this often
 
@@ -66,6 +70,7 @@ class Endpoint:
         self._next_start = 0.0
         self._last_decrease = 0.0
         self._done: deque[float] = deque(maxlen=4096)  # when recent requests ended well
+        self._starts: deque[float] = deque(maxlen=4096)  # when recent requests started
         self._cond = threading.Condition()
 
     @contextmanager
@@ -97,6 +102,7 @@ class Endpoint:
                 self._cond.wait(min(WAIT_POLL_S, wait) if wait > 0 else WAIT_POLL_S)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            self._starts.append(now)
             self._next_start = now + (1 / self._pace if self._pace else 0.0)
 
     def _release(self, lease: Lease) -> None:
@@ -125,7 +131,8 @@ class Endpoint:
         self._paused_until = max(self._paused_until, now + lease.retry_after_s)
         if self._pace is None or now - self._paced_at >= 1.0:
             accepted = sum(1 for t in self._done if t > now - 1.0)  # over the last second (a young endpoint: low)
-            pace = max(1.0, PACE_SHARE * accepted)
+            sent = sum(1 for t in self._starts if t > now - 1.0)
+            pace = max(1.0, min(PACE_SHARE * accepted, PACE_CUT * sent))
             self._pace = min(self._pace, pace) if self._pace else pace
             self._paced_at = now
 
@@ -141,12 +148,29 @@ class Lease:
 
 
 class Endpoints:
-    """Every endpoint of this process, by URL; made once by the server and shared by its jobs."""
+    """Every endpoint of this process, by URL, and the one HTTP client (its connection pools) they share;
+    made once by the server and handed to its jobs. (A client per job would cost each job its TLS context
+    and its connections: about 80 ms to make here, and a handshake per connection.)"""
 
     def __init__(self, cap: int = DEFAULT_CAP) -> None:
         self.cap = cap
         self._by_url: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+                self._client = httpx.Client(limits=limits)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     def get(self, url: str) -> Endpoint:
         with self._lock:

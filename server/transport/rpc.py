@@ -23,6 +23,8 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Any
 
 import httpx
@@ -80,12 +82,14 @@ class JsonRpc:
         self.metrics = metrics
         self.endpoints = endpoints
         self.retries = 0  # transient failures retried so far
-        self._client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
+        self.timeout_s = timeout_s
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None  # sends the arrays of a large batch at once
 
     def close(self) -> None:
-        self._client.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> JsonRpc:
         return self
@@ -99,11 +103,16 @@ class JsonRpc:
         return self._send([(method, params)], max_response_bytes)[0]
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-        """Results of the calls, in order, sent as JSON-RPC arrays of at most MAX_BATCH."""
-        results: list[Any] = []
-        for start in range(0, len(calls), MAX_BATCH):
-            results.extend(self._send(calls[start : start + MAX_BATCH]))
-        return results
+        """Results of the calls, in order, sent as JSON-RPC arrays of at most MAX_BATCH, the arrays at once
+        (each takes a slot of the endpoint's window)."""
+        slices = [calls[start : start + MAX_BATCH] for start in range(0, len(calls), MAX_BATCH)]
+        if len(slices) <= 1:
+            return self._send(slices[0]) if slices else []
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chainsync-batch")
+        futures = [self._pool.submit(copy_context().run, self._send, part) for part in slices]
+        return [result for future in futures for result in future.result()]
 
     def _send(self, calls: Sequence[tuple[str, list[Any]]], max_bytes: int | None = None) -> list[Any]:
         with self._lock:
@@ -199,7 +208,7 @@ class JsonRpc:
         with self.endpoints.get(url).slot(self.stop) as lease:
             started = time.perf_counter()
             try:
-                answer = _post(self._client, url, body, max_bytes)
+                answer = _post(self.endpoints.client, url, body, max_bytes, self.timeout_s)
             except TransientError as exc:
                 lease.outcome, lease.retry_after_s = exc.outcome, exc.retry_after_s
                 raise
@@ -207,10 +216,11 @@ class JsonRpc:
             return answer, started
 
 
-def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None) -> Any:
+def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None, timeout_s: float) -> Any:
     """POSTs body and parses the JSON answer; TransientError for anything worth another try."""
     try:
-        with client.stream("POST", url, content=body, headers={"content-type": "application/json"}) as response:
+        headers = {"content-type": "application/json"}
+        with client.stream("POST", url, content=body, headers=headers, timeout=timeout_s) as response:
             if transient_http_status(response.status_code):
                 outcome = "http_429" if response.status_code == 429 else "http_5xx"
                 hint = retry_after_s(response.headers.get("retry-after"))

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
+import orjson
+
 from server.jobs.store.connector import Connector, Row, Transaction
 from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
 from server.states import COMPLETED, PENDING, RUNNING, TERMINAL
@@ -37,6 +39,17 @@ from server.states import COMPLETED, PENDING, RUNNING, TERMINAL
 JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)  # the jobs columns a job query selects
 _JSON_FIELDS = ("request", "stats", "checkpoint")  # stored as JSON text
 RECORDS_PAGE = 1000  # records() reads this many rows per query
+
+
+def _distinct(touched: list[tuple]) -> list[tuple]:
+    """One row per (kind, id, block, log index), with the provenance when any has it (one INSERT cannot
+    name a row twice on PostgreSQL)."""
+    rows: dict[tuple, tuple] = {}
+    for row in touched:
+        key = row[:4]
+        if key not in rows or row[4]:
+            rows[key] = row
+    return list(rows.values())
 
 
 def job_from_row(row: Row) -> JobRecord:
@@ -326,20 +339,7 @@ class JobStore:
             if not self._holds(tx, job_id, owner):
                 return False
             if touched:
-                tx.many(
-                    "save_touched",
-                    [
-                        {
-                            "job_id": job_id,
-                            "kind": kind,
-                            "entity_id": entity_id,
-                            "block": block,
-                            "log_index": log_index,
-                            "created": json.dumps(created) if created else None,
-                        }
-                        for kind, entity_id, block, log_index, created in touched
-                    ],
-                )
+                tx.run("save_touched", job_id=job_id, rows=orjson.dumps(_distinct(touched)).decode())
             if records:
                 self._append_records(tx, job_id, *records)
             tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
@@ -349,13 +349,7 @@ class JobStore:
 
     def _append_records(self, tx: Transaction, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
         start = tx.one("next_record_position", job_id=job_id, kind=kind)["position"]
-        tx.many(
-            "save_record",
-            [
-                {"job_id": job_id, "kind": kind, "entity_id": r["id"], "position": start + n, "data": json.dumps(r)}
-                for n, r in enumerate(rows)
-            ],
-        )
+        tx.run("save_records", job_id=job_id, kind=kind, start=start, rows=orjson.dumps(rows).decode())
 
     def touched(self, job_id: str, kind: str) -> dict[int, Any]:
         """Entity id -> provenance of its creating event (None when not seen), as saved so far."""
@@ -401,17 +395,14 @@ class JobStore:
         rows = self.connector.read(lambda tx: tx.all("window", job_id=job_id))
         return {row["block"]: row["hash"] for row in rows}
 
-    def save_window(
-        self, job_id: str, hashes: dict[int, str], *, checkpoint: dict[str, Any], owner: str | None = None
-    ) -> bool:
-        """Replaces the job's window with these hashes, with its checkpoint (owner as in save_chunk)."""
+    def save_window(self, job_id: str, hashes: dict[int, str], *, owner: str | None = None) -> bool:
+        """Replaces the job's window with these hashes (owner as in save_chunk)."""
 
         def save(tx: Transaction) -> bool:
             if not self._holds(tx, job_id, owner):
                 return False
             tx.run("forget_window", job_id=job_id)
             tx.many("save_window_block", [{"job_id": job_id, "block": b, "hash": h} for b, h in sorted(hashes.items())])
-            tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
             return True
 
         return self.connector.write(save)

@@ -41,20 +41,9 @@ WHERE id = :job_id;
 UPDATE jobs SET lease_expires = :lease_expires
 WHERE id = :job_id AND owner = :owner AND state = 'running' AND NOT cancel_requested;
 
--- save_touched --
--- An entity a chunk of the scan touched (kind, id, block, log index; created: the creating event's provenance)
-INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
-VALUES (:job_id, :kind, :entity_id, :block, :log_index, :created)
-ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = excluded.created;
-
 -- next_record_position --
 -- Where the next record of this kind goes in the result
 SELECT COALESCE(MAX(position) + 1, 0) AS position FROM records WHERE job_id = :job_id AND kind = :kind;
-
--- save_record --
--- A record of the result at its position (a record saved again moves to the new position)
-INSERT INTO records (job_id, kind, entity_id, position, data) VALUES (:job_id, :kind, :entity_id, :position, :data)
-ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET position = excluded.position, data = excluded.data;
 
 -- save_checkpoint --
 -- The job's checkpoint: where a resumed job carries on

@@ -31,3 +31,19 @@ SELECT cid, content FROM ipfs_content WHERE cid IN (SELECT value FROM json_each(
 -- release_orphans --
 -- Makes every running job claimable now (one server per file: at its start, they belong to a dead process)
 UPDATE jobs SET lease_expires = 0 WHERE state = 'running';
+
+-- save_touched --
+-- The entities a chunk of the scan touched, one JSON array of [kind, id, block, log index, created provenance or
+-- null] (one statement for the chunk: the database unpacks it, not a Python loop)
+INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
+SELECT :job_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]')
+FROM json_each(:rows) WHERE TRUE
+ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = excluded.created;
+
+-- save_records --
+-- A page of records of one kind, one JSON array of record objects, at positions from :start in its order
+-- (a record saved again moves to its new position)
+INSERT INTO records (job_id, kind, entity_id, position, data)
+SELECT :job_id, :kind, json_extract(value, '$.id'), :start + key, value FROM json_each(:rows) WHERE TRUE
+ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET position = excluded.position, data = excluded.data;

@@ -7,4 +7,3 @@ CREATE TABLE job_blocks (
     hash   TEXT NOT NULL,
     PRIMARY KEY (job_id, block)
 );
-CREATE INDEX touched_by_block ON touched (job_id, block);
