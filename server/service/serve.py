@@ -160,7 +160,7 @@ class Parts:
 def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -> SyncJobDeps:
     """What every sync job of this server is given."""
     endpoints = Endpoints(settings.rpc_concurrency)
-    endpoints.client  # made now, not by the first job: a TLS context and a pool take ~80 ms to make
+    _ = endpoints.client  # made now, not by the first job: a TLS context and a pool take ~80 ms to make
     return SyncJobDeps(
         endpoints=endpoints,
         trace_support=TraceSupport(endpoints=endpoints),
