@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -97,3 +98,37 @@ def test_a_replica_killed_mid_job_hands_the_job_to_a_live_one(devnet, schema_url
                         resuming = next(e.job for e in events if e.job.message.startswith("Resuming"))
                         assert resuming.stats.blocks_done >= before.stats.blocks_done > 0
                         assert records(sb, job_id) == reference
+
+
+def test_a_replica_answers_another_replicas_writes_within_a_second(devnet, schema_url) -> None:
+    """GetJob answers from memory (server/service/job_cache.py); another replica's write reaches it by
+    NOTIFY, or by the reconciliation every second at the latest: the stated bound."""
+    db, _schema = schema_url
+    env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_RPC_CONCURRENCY": "1"}  # a few seconds of progress writes
+    with FaultProxy(devnet.url, Faults(delay_s=0.01)) as proxy:
+        with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as a, \
+                grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db,
+                            extra_env={**env, "CHAINSYNC_WORKERS": "1"}) as b, \
+                grpc.insecure_channel(a.addr) as ca, grpc.insecure_channel(b.addr) as cb:  # fmt: skip
+            sa, sb = jobs_pb2_grpc.JobServiceStub(ca), jobs_pb2_grpc.JobServiceStub(cb)
+            job_id = sa.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+            seen_on_b: list[tuple[float, int]] = []  # (when, version B answered)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                job = sb.GetJob(jobs_pb2.GetJobRequest(job_id=job_id))
+                seen_on_b.append((time.time(), job.version))
+                if job.state in TERMINAL:
+                    break
+                time.sleep(0.01)
+            events = sa.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_sequence=1), timeout=10)
+            written = [(e.sequence, e.time.ToNanoseconds() / 1e9) for e in events]
+    assert job.state == jobs_pb2.JOB_STATE_COMPLETED and len(written) > 10
+    lags = []
+    for version, at in written:
+        first = next((when for when, v in seen_on_b if v >= version), None)
+        assert first is not None, f"replica b never answered version {version}"
+        lags.append(max(0.0, first - at))
+    print(
+        f"\nreplica b's lag behind a's writes: median {sorted(lags)[len(lags) // 2] * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
+    )
+    assert max(lags) <= 1.0, f"lag up to {max(lags):.3f} s (median {sorted(lags)[len(lags) // 2]:.3f} s)"

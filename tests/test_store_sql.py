@@ -49,7 +49,11 @@ def test_every_query_the_store_runs_exists_in_both_dialects() -> None:
     dialect_free = _queries_run_by("job_store.py") | _queries_run_by("content_cache.py") | _queries_run_by("migrate.py")
     assert dialect_free and dialect_free <= shared, sorted(dialect_free - shared)
     assert set(sqlite) - shared == _queries_run_by("sqlite.py") == {"release_orphans"}
-    assert set(postgres) - shared == _queries_run_by("postgres.py") == {"lock", "lease_clock", "current_schema"}
+    assert (
+        set(postgres) - shared
+        == _queries_run_by("postgres.py")
+        == {"lock", "lease_clock", "current_schema", "announce"}
+    )
 
 
 def test_to_pyformat_turns_named_parameters_into_psycopgs_once() -> None:

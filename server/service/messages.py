@@ -39,6 +39,7 @@ def job_message(job: JobRecord) -> jobs_pb2.Job:
         end_time=timestamp(job.ended_at),
         from_block=job.from_block or 0,
         to_block=job.to_block or 0,
+        version=job.version,
         request=json_format.ParseDict(
             {k: v for k, v in job.request.items() if k != logs.REQUEST_ID_KEY}, jobs_pb2.StartSyncRequest()
         ),

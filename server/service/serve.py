@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import signal
+import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +39,7 @@ from server.metrics import (
 )
 from server.service.auth import Tokens
 from server.service.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
+from server.service.job_cache import JobCache
 from server.service.servicer import JobService
 from server.transport.endpoints import Endpoints
 
@@ -155,6 +157,7 @@ class Parts:
     health: health.aio.HealthServicer
     port: int
     deps: SyncJobDeps
+    cache: JobCache
 
 
 def sync_job_deps(settings: Settings, store: JobStore, metrics: ServerMetrics) -> SyncJobDeps:
@@ -203,12 +206,15 @@ def build(settings: Settings) -> Parts:
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(store, runner, settings.job_timeout_s, tokens), server)
+    cache = JobCache(store, settings.retention_s)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(
+        JobService(store, runner, settings.job_timeout_s, tokens, cache), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
     port = listen(server, settings)
-    return Parts(settings, store, metrics, runner, server, health_servicer, port, deps)
+    return Parts(settings, store, metrics, runner, server, health_servicer, port, deps, cache)
 
 
 def endpoint_states(endpoints: Endpoints) -> list[tuple[str, float, int, float | None]]:
@@ -267,12 +273,17 @@ async def probe_traces(parts: Parts, stop: asyncio.Event) -> None:
 
 
 async def until_signalled(parts: Parts) -> None:
-    """Runs the retention sweep and the trace probes until SIGINT or SIGTERM."""
+    """Runs the retention sweep, the trace probes and the job cache's following of the other replicas
+    until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    following = threading.Event()
+    follower = threading.Thread(target=parts.cache.follow, args=(following,), name="chainsync-follow", daemon=True)
+    follower.start()
     await asyncio.gather(sweep_expired(parts.store, parts.settings.retention_s, stop), probe_traces(parts, stop))
+    following.set()
 
 
 async def shut_down(parts: Parts, metrics_server: MetricsServer | None) -> bool:

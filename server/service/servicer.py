@@ -28,6 +28,7 @@ from server.jobs.store import JobPosition, JobRecord, JobStore
 from server.kinds import KINDS
 from server.service import page_tokens
 from server.service.auth import Tokens
+from server.service.job_cache import Held, JobCache
 from server.service.messages import RECORD_MESSAGES, job_message, record_message, result_message, timestamp
 from server.service.requests import (
     DEFAULT_PAGE_SIZE,
@@ -87,11 +88,13 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         runner: Runner,
         default_timeout_s: int,
         tokens: Tokens | None = None,
+        cache: JobCache | None = None,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.watch_hub = WatchHub(store, WATCH_POLL_S)
         self.runner = runner
+        self.cache = cache if cache is not None else JobCache(store, retention_s=24 * 60 * 60)
         self.default_timeout_s = default_timeout_s
 
     def _caller(self, context: grpc.aio.ServicerContext) -> str | None:
@@ -100,13 +103,17 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             return None
         return self.tokens.principal(dict(context.invocation_metadata() or ()).get("authorization"))
 
-    async def _get(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+    async def _held(self, job_id: str, context: grpc.aio.ServicerContext) -> Held:
+        """The job as this server holds it (server/service/job_cache.py), read from the store when not held."""
         check_job_id(job_id)
-        job = await asyncio.to_thread(self.store.get, job_id)
+        held = self.cache.get(job_id) or await asyncio.to_thread(self.cache.load, job_id)
         caller = self._caller(context)
-        if job is None or (caller is not None and job.principal != caller):
+        if held is None or (caller is not None and held.job.principal != caller):
             raise job_not_found(job_id)  # another token's job does not exist for this caller
-        return job
+        return held
+
+    async def _get(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+        return (await self._held(job_id, context)).job
 
     async def _written_at(self, job: JobRecord) -> float:
         """When the job's current version was written: the same time a replay of that event carries."""
@@ -160,7 +167,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             raise invalid_argument("after", f"job {after} is a {job.type}; this request is a {job_type}")
 
     async def GetJob(self, request, context):
-        return job_message(await self._get(request.job_id, context))
+        """From memory: no thread hop and no store read for a live or recently finished job."""
+        return (await self._held(request.job_id, context)).message
 
     async def GetResult(self, request, context):
         job = await self._get(request.job_id, context)

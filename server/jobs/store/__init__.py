@@ -8,11 +8,12 @@ psycopg) runs its named queries (sql/) and applies the schema migrations
 """
 
 from server.jobs.store.content_cache import ContentCache
-from server.jobs.store.job_store import JobStore
+from server.jobs.store.job_store import Change, JobStore
 from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
 from server.jobs.store.sqlite import SQLiteConnector, StoreInUse, open_single_server
 
 __all__ = [
+    "Change",
     "ContentCache",
     "JobPage",
     "JobPosition",

@@ -61,5 +61,12 @@ class Connector(Protocol):
     def now(self, tx: Transaction) -> float:
         """Now, in seconds since the epoch, as leases count it (the clock all servers of the store agree on)."""
 
+    def announce(self, tx: Transaction, payload: str) -> None:
+        """Tells the other servers of the store, when the transaction commits (nothing where there are none)."""
+
+    def listen(self, on_announce: Callable[[str | None], None], stop: Any) -> None:
+        """Blocks until stop is set, calling on_announce(payload) for what any server announces, and
+        on_announce(None) on each (re)connection; returns at once where there are no other servers."""
+
     def close(self) -> None:
         """Closes the connections (and files) it holds."""

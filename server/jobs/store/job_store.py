@@ -25,10 +25,11 @@ they expect.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,6 +37,7 @@ from server.jobs.store.connector import Connector, Row, Transaction
 from server.jobs.store.models import JobPage, JobPosition, JobRecord, ResultSummary
 from server.states import COMPLETED, PENDING, RUNNING, TERMINAL
 
+T = TypeVar("T")
 JOB_FIELDS = tuple(JobRecord.__dataclass_fields__)  # the jobs columns a job query selects
 _JSON_FIELDS = ("request", "stats", "checkpoint")  # stored as JSON text
 RECORDS_PAGE = 1000  # records() reads this many rows per query
@@ -61,11 +63,65 @@ def job_from_row(row: Row) -> JobRecord:
     return JobRecord(**values)
 
 
+@dataclass(frozen=True)
+class Change:
+    """A job this store wrote: its new version (``job``), or its removal (``job`` None)."""
+
+    job_id: str
+    job: JobRecord | None
+
+
 class JobStore:
-    """What the servicer and the runner need from a store, on any connector."""
+    """What the servicer and the runner need from a store, on any connector.
+
+    Every job it changes is told, once committed, to the listeners ``subscribe`` added (the servicer's
+    in-memory job cache), and announced to the other servers of the store (with PostgreSQL: NOTIFY, which
+    ``follow_changes`` hears)."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+        self._listeners: list[Callable[[Change], None]] = []
+        self._local = threading.local()  # the changes of the unit of work this thread runs
+
+    @property
+    def shared(self) -> bool:
+        """Whether other servers may write to this store (PostgreSQL) or only this one (SQLite)."""
+        return self.connector.dialect != "sqlite"
+
+    def subscribe(self, listener: Callable[[Change], None]) -> None:
+        """listener(change) after each commit that changed a job (in the writing thread: keep it quick)."""
+        self._listeners.append(listener)
+
+    def follow_changes(self, on_announce: Callable[[str | None], None], stop: threading.Event) -> None:
+        """Blocks, calling on_announce("<job id>:<version>") for every change any server of the store commits
+        (version -1: removed), and on_announce(None) when it (re)connects and may have missed some; returns
+        when stop is set. Only a store that servers share announces (PostgreSQL); elsewhere it returns at once."""
+        self.connector.listen(on_announce, stop)
+
+    def _write(self, work: Callable[[Transaction], T]) -> T:
+        """connector.write, then the jobs it changed told to the listeners (once, after the commit: a unit of
+        work run again after a lost connection starts its list again)."""
+        changes: list[Change] = []
+
+        def attempt(tx: Transaction) -> T:
+            changes.clear()
+            self._local.changes = changes
+            try:
+                return work(tx)
+            finally:
+                self._local.changes = None
+
+        result = self.connector.write(attempt)
+        for change in changes:
+            for listener in self._listeners:
+                listener(change)
+        return result
+
+    def _announce(self, tx: Transaction, job_id: str, job: JobRecord | None) -> None:
+        changes = getattr(self._local, "changes", None)
+        if changes is not None:
+            changes.append(Change(job_id, job))
+        self.connector.announce(tx, f"{job_id}:{job.version if job else -1}")
 
     def close(self) -> None:
         self.connector.close()
@@ -83,6 +139,7 @@ class JobStore:
         tx.run(
             "append_event", job_id=job.id, sequence=job.version, time=time.time(), snapshot=json.dumps(job.snapshot())
         )
+        self._announce(tx, job.id, job)
         return job
 
     def _holds(self, tx: Transaction, job_id: str, owner: str | None) -> bool:
@@ -122,7 +179,7 @@ class JobStore:
             )
             return self._changed(tx, job.id)
 
-        return self.connector.write(insert)
+        return self._write(insert)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.connector.read(lambda tx: self._load(tx, job_id))
@@ -139,7 +196,7 @@ class JobStore:
             tx.run("take_job", job_id=row["id"], started_at=started, owner=owner, lease_expires=now + lease_s)
             return self._changed(tx, row["id"])
 
-        return self.connector.write(claim)
+        return self._write(claim)
 
     def heartbeat(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Renews the lease; False when the job is no longer this owner's to run (or cancel was asked)."""
@@ -147,7 +204,7 @@ class JobStore:
         def renew(tx: Transaction) -> int:
             return tx.run("renew_lease", job_id=job_id, owner=owner, lease_expires=self.connector.now(tx) + lease_s)
 
-        return bool(self.connector.write(renew))
+        return bool(self._write(renew))
 
     def update_progress(
         self,
@@ -179,7 +236,7 @@ class JobStore:
                 self._changed(tx, job_id)
             return bool(changed)
 
-        return self.connector.write(update)
+        return self._write(update)
 
     def request_cancel(self, job_id: str) -> JobRecord | None:
         """A pending job ends cancelled at once; a running one is flagged and its worker stops."""
@@ -196,7 +253,7 @@ class JobStore:
                 tx.run("flag_cancel", job_id=job_id)
             return self._changed(tx, job_id)
 
-        return self.connector.write(cancel)
+        return self._write(cancel)
 
     def finish(
         self,
@@ -240,7 +297,7 @@ class JobStore:
             self._changed(tx, job_id)
             return True
 
-        return self.connector.write(end)
+        return self._write(end)
 
     @staticmethod
     def _keep_window(tx: Transaction, job_id: str, summary: ResultSummary) -> None:
@@ -259,7 +316,7 @@ class JobStore:
             if tx.run("release_job", job_id=job_id, owner=owner):
                 self._changed(tx, job_id)
 
-        self.connector.write(give_back)
+        self._write(give_back)
 
     def events(self, job_id: str, after: int) -> list[tuple[int, float, dict[str, Any]]]:
         """(sequence, time, job snapshot) of the changes after sequence ``after``."""
@@ -299,7 +356,13 @@ class JobStore:
         return JobPage(jobs, (jobs[-1].created_at, jobs[-1].id) if more else None, total)
 
     def delete(self, job_id: str) -> bool:
-        return bool(self.connector.write(lambda tx: tx.run("delete_job", job_id=job_id)))
+        def remove(tx: Transaction) -> bool:
+            removed = bool(tx.run("delete_job", job_id=job_id))
+            if removed:
+                self._announce(tx, job_id, None)
+            return removed
+
+        return self._write(remove)
 
     def purge_expired(self, retention_s: float, request_id_ttl_s: float) -> int:
         """Removes jobs that ended more than retention_s ago; forgets request_ids older than the TTL."""
@@ -310,7 +373,12 @@ class JobStore:
             tx.run("forget_request_ids", created_before=now - request_id_ttl_s)
             return removed
 
-        return self.connector.write(purge)
+        return self._write(purge)
+
+    def versions(self, job_ids: list[str]) -> dict[str, int]:
+        """The version of each of these jobs that exists (for the servers' job caches to compare)."""
+        rows = self.connector.read(lambda tx: tx.all("job_versions", ids=orjson.dumps(job_ids).decode()))
+        return {row["id"]: row["version"] for row in rows}
 
     def count_by_state(self) -> dict[str, int]:
         """How many jobs are in each state (states with none are left out); for the metrics."""
@@ -345,7 +413,7 @@ class JobStore:
             tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
             return True
 
-        return self.connector.write(save)
+        return self._write(save)
 
     def _append_records(self, tx: Transaction, job_id: str, kind: str, rows: list[dict[str, Any]]) -> None:
         start = tx.one("next_record_position", job_id=job_id, kind=kind)["position"]
@@ -372,7 +440,7 @@ class JobStore:
             tx.run("save_checkpoint", job_id=job_id, checkpoint=json.dumps(checkpoint))
             return True
 
-        return self.connector.write(forget)
+        return self._write(forget)
 
     def record_ids(self, job_id: str, kind: str) -> set[str]:
         rows = self.connector.read(lambda tx: tx.all("record_ids", job_id=job_id, kind=kind))
@@ -405,7 +473,7 @@ class JobStore:
             tx.many("save_window_block", [{"job_id": job_id, "block": b, "hash": h} for b, h in sorted(hashes.items())])
             return True
 
-        return self.connector.write(save)
+        return self._write(save)
 
     def kept_touches(self, job_id: str, kind: str, since: int) -> set[int]:
         """The ids of one kind a completed job's result listed from blocks at or after since (within its window)."""
@@ -451,4 +519,4 @@ class JobStore:
             )
             return True
 
-        return self.connector.write(replace)
+        return self._write(replace)

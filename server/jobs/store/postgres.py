@@ -27,8 +27,10 @@ the same on both.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -46,6 +48,8 @@ log = logging.getLogger("chainsync.store")
 
 T = TypeVar("T")
 LOST_CONNECTION = RetryPolicy(attempts=4, base_delay_s=0.2, jitter=False)  # waits 0.2, 0.4, 0.8 s
+LISTEN_POLL_S = 0.5  # how often the LISTEN loop looks at its stop event
+LISTEN_RETRY_S = 1.0  # before connecting again after the LISTEN connection was lost
 
 # What to_pyformat looks at: quoted strings and names, comments, casts, named parameters, percent signs.
 _SQL_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|::|:([A-Za-z_][A-Za-z0-9_]*)|%""")
@@ -197,3 +201,26 @@ class PostgresConnector:
 
     def now(self, tx: Transaction) -> float:
         return float(tx.one("lease_clock")["now"])
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel of this store: one per schema, so stores in other schemas hear nothing of it."""
+        return "chainsync_" + hashlib.sha256((self.schema or "").encode()).hexdigest()[:20]
+
+    def announce(self, tx: Transaction, payload: str) -> None:
+        tx.one("announce", channel=self.channel, payload=payload)  # delivered at commit, dropped on rollback
+
+    def listen(self, on_announce: Callable[[str | None], None], stop: threading.Event) -> None:
+        """LISTENs on a connection of its own until stop is set, connecting again (and saying so with None)
+        when the connection is lost."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(self.connect_timeout_s)) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    on_announce(None)  # whatever was announced before this connection listened: look again
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=LISTEN_POLL_S):
+                            on_announce(note.payload)
+            except psycopg.OperationalError as exc:
+                log.warning("PostgreSQL LISTEN connection lost; connecting again", extra={"error": str(exc).strip()})
+                stop.wait(LISTEN_RETRY_S)

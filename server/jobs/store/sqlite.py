@@ -100,6 +100,12 @@ class SQLiteConnector:
     def lock(self, tx: Transaction, key: str) -> None:
         """Nothing to do: writers are serialised by BEGIN IMMEDIATE."""
 
+    def announce(self, tx: Transaction, payload: str) -> None:
+        """One server per file: no one to tell."""
+
+    def listen(self, on_announce: Callable[[str | None], None], stop: Any) -> None:
+        """One server per file: every change is this server's own."""
+
     def now(self, tx: Transaction) -> float:
         return time.time()  # one server per file: its clock is the only one
 

@@ -57,3 +57,11 @@ INSERT INTO records (job_id, kind, entity_id, position, data)
 SELECT :job_id, :kind, r ->> 'id', CAST(:start AS INTEGER) + CAST(n AS INTEGER) - 1, CAST(r AS TEXT)
 FROM json_array_elements(CAST(:rows AS JSON)) WITH ORDINALITY AS e (r, n)
 ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET position = excluded.position, data = excluded.data;
+
+-- announce --
+-- Tells the servers that LISTEN on the store's channel what changed, when the transaction commits
+SELECT pg_notify(:channel, :payload);
+
+-- job_versions --
+-- The version of each job of a JSON array of ids that exists
+SELECT id, version FROM jobs WHERE id IN (SELECT json_array_elements_text(CAST(:ids AS JSON)));

@@ -47,3 +47,7 @@ ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = 
 INSERT INTO records (job_id, kind, entity_id, position, data)
 SELECT :job_id, :kind, json_extract(value, '$.id'), :start + key, value FROM json_each(:rows) WHERE TRUE
 ON CONFLICT (job_id, kind, entity_id) DO UPDATE SET position = excluded.position, data = excluded.data;
+
+-- job_versions --
+-- The version of each job of a JSON array of ids that exists
+SELECT id, version FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
