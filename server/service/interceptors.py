@@ -1,11 +1,26 @@
-"""gRPC server interceptors: bearer-token auth, and ChainsyncError as a rich status.
+"""What every gRPC call goes through: its request id, the bearer token, its metrics, errors as rich statuses.
 
-Servicer methods simply raise ``ChainsyncError``; ``ErrorInterceptor`` aborts
-the call with its canonical code, message and a ``grpc-status-details-bin``
-trailer holding the google.rpc.Status (reason, domain, metadata).
-``AuthInterceptor`` refuses every call without ``authorization: Bearer <token>``
-metadata, except the health and reflection services. ``RequestIdInterceptor``
-puts the call's ``x-request-id`` in the log context (server/logs.py).
+One interceptor, ``CallInterceptor``, wraps each method of the server once
+(the wrapper is made for the first call and kept: a status poll pays a dict
+lookup, not a chain of interceptors each making handlers). Per call it
+
+- puts the call's ``x-request-id`` metadata (or a fresh UUIDv4) in the log
+  context (server/logs.py); a value that is not 1 to 128 printable ASCII
+  characters is INVALID_ARGUMENT naming x-request-id;
+- with CHAINSYNC_API_TOKEN, refuses a call without ``authorization: Bearer
+  <token>`` (MISSING_TOKEN, INVALID_TOKEN), except the health and reflection
+  services;
+- turns a ``ChainsyncError`` into its canonical code (server/errors.py), its
+  message and a ``grpc-status-details-bin`` trailer holding the
+  google.rpc.Status (reason, domain, metadata);
+- counts the call by service, method and status code, and times unary calls
+  (a server stream, WatchJob, is counted when it ends and is in
+  ``chainsync_grpc_streams_open`` while open). Only the server's own methods
+  are counted, so the labels are bounded whatever clients send.
+
+grpc.aio serves each call in a task of its own, so the request id set in the
+wrapper is seen by the handler (and the threads it starts with
+asyncio.to_thread) and by nothing else.
 """
 
 from __future__ import annotations
@@ -43,40 +58,10 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ChainsyncError) -> None
     )
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary_unary(request, context):
-                try:
-                    return await inner(request, context)
-                except ChainsyncError as exc:
-                    await _abort(context, exc)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_stream = handler.unary_stream
-
-            async def unary_stream(request, context):
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except ChainsyncError as exc:
-                    await _abort(context, exc)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler
-
-
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+REQUEST_ID_METADATA = "x-request-id"
+_UNKNOWN = object()
 
 
 def _code_name(context: grpc.aio.ServicerContext, failed: BaseException | None) -> str:
@@ -91,49 +76,88 @@ def _code_name(context: grpc.aio.ServicerContext, failed: BaseException | None) 
     return "OK" if failed is None else "UNKNOWN"
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every call by service, method and status code; times unary calls.
-
-    The first interceptor, so that refusals of the others (UNAUTHENTICATED) and
-    ChainsyncError statuses are counted too. A server stream (WatchJob) is
-    counted when it ends and is in ``chainsync_grpc_streams_open`` while open;
-    its length is not a latency and stays out of the histogram. Only methods the
-    server has are counted, so the labels are bounded whatever clients send.
-    """
-
-    def __init__(self, metrics: ServerMetrics) -> None:
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: ServerMetrics, tokens: Tokens | None = None) -> None:
         self._metrics = metrics
+        self._tokens = tokens
+        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}  # method path -> its wrapped handler
 
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or not (handler.unary_unary or handler.unary_stream):
-            return handler  # unknown method, or a bidirectional stream (reflection): not counted
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        metrics = self._metrics
-        if handler.unary_unary:
-            inner = handler.unary_unary
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method, _UNKNOWN)
+        if wrapped is _UNKNOWN:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None  # not a method of this server: not kept (clients choose these names)
+            wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
 
-            async def unary_unary(request, context):
-                started, failed = time.perf_counter(), None
-                try:
-                    return await inner(request, context)
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    metrics.grpc_call(service, method, _code_name(context, failed), time.perf_counter() - started)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
+    def _admit(self, context: grpc.aio.ServicerContext, open_method: bool) -> None:
+        """Sets the call's request id; raises ChainsyncError for a bad one, or a missing or wrong token."""
+        given_id, authorization = None, ""
+        for key, value in context.invocation_metadata() or ():
+            if key == REQUEST_ID_METADATA:
+                given_id = value
+            elif key == "authorization":
+                authorization = value
+        if given_id and isinstance(given_id, str) and logs.valid_request_id(given_id):
+            logs.request_id_var.set(given_id)
+        else:
+            logs.request_id_var.set(logs.new_request_id())
+            if given_id:
+                limit = logs.MAX_REQUEST_ID
+                raise invalid_argument(REQUEST_ID_METADATA, f"must be 1 to {limit} printable ASCII characters")
+        if self._tokens is not None and not open_method and self._tokens.principal(authorization) is None:
+            raise ChainsyncError(
+                "INVALID_TOKEN" if authorization else "MISSING_TOKEN",
+                "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
             )
-        inner_stream = handler.unary_stream
 
-        async def unary_stream(request, context):
+    def _wrap(self, path: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(path, handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(path, handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # a bidirectional stream (reflection): open, not counted
+
+    def _unary(self, path: str, inner):
+        service, _, method = path.lstrip("/").rpartition("/")
+        open_method, metrics = path.startswith(OPEN_SERVICES), self._metrics
+
+        async def unary(request, context):
+            started, failed = time.perf_counter(), None
+            try:
+                try:
+                    self._admit(context, open_method)
+                    return await inner(request, context)
+                except ChainsyncError as exc:
+                    await _abort(context, exc)
+            except BaseException as exc:
+                failed = exc
+                raise
+            finally:
+                metrics.grpc_call(service, method, _code_name(context, failed), time.perf_counter() - started)
+
+        return unary
+
+    def _stream(self, path: str, inner):
+        service, _, method = path.lstrip("/").rpartition("/")
+        open_method, metrics = path.startswith(OPEN_SERVICES), self._metrics
+
+        async def stream(request, context):
             failed = None
             metrics.stream_open(service, method, 1)
             try:
-                async for item in inner_stream(request, context):
-                    yield item
+                try:
+                    self._admit(context, open_method)
+                    async for item in inner(request, context):
+                        yield item
+                except ChainsyncError as exc:
+                    await _abort(context, exc)
             except BaseException as exc:
                 failed = exc
                 raise
@@ -141,75 +165,4 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 metrics.stream_open(service, method, -1)
                 metrics.grpc_call(service, method, _code_name(context, failed), None)
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-
-
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-REQUEST_ID_METADATA = "x-request-id"
-
-
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Puts the call's ``x-request-id`` metadata (or a fresh UUIDv4) in the log context of the call.
-
-    grpc.aio serves each call in a task of its own and finds its handler in that
-    task, so the contextvar set here is seen by the handler (and by the threads
-    it starts with asyncio.to_thread) and by nothing else. A value that is not 1
-    to 128 printable ASCII characters is INVALID_ARGUMENT naming x-request-id.
-    """
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        given = None
-        for key, value in handler_call_details.invocation_metadata or ():
-            if key == REQUEST_ID_METADATA:
-                given = value
-                break
-        if given is None or given == "":
-            logs.request_id_var.set(logs.new_request_id())
-            return handler
-        if isinstance(given, str) and logs.valid_request_id(given):
-            logs.request_id_var.set(given)
-            return handler
-        logs.request_id_var.set(logs.new_request_id())
-        if handler is None:
-            return None
-        return _refuse(
-            handler,
-            invalid_argument(REQUEST_ID_METADATA, f"must be 1 to {logs.MAX_REQUEST_ID} printable ASCII characters"),
-        )
-
-
-def _refuse(handler: grpc.RpcMethodHandler, error: ChainsyncError) -> grpc.RpcMethodHandler:
-    async def unary(request, context):
-        await _abort(context, error)
-
-    async def stream(request, context):
-        await _abort(context, error)
-        yield  # pragma: no cover - makes this an async generator
-
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(stream, handler.request_deserializer, handler.response_serializer)
-    return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: Tokens) -> None:
-        self._tokens = tokens
-
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_SERVICES):
-            return handler
-        given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "")
-        if self._tokens.principal(given) is not None:
-            return handler
-        reason = "MISSING_TOKEN" if not given else "INVALID_TOKEN"
-        return _refuse(
-            handler,
-            ChainsyncError(
-                reason,
-                "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
-            ),
-        )
+        return stream

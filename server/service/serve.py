@@ -38,7 +38,7 @@ from server.metrics import (
     serve_metrics,
 )
 from server.service.auth import Tokens
-from server.service.interceptors import AuthInterceptor, ErrorInterceptor, MetricsInterceptor, RequestIdInterceptor
+from server.service.interceptors import CallInterceptor
 from server.service.job_cache import JobCache
 from server.service.servicer import JobService
 from server.transport.endpoints import Endpoints
@@ -200,9 +200,8 @@ def build(settings: Settings) -> Parts:
     )
     metrics.registry.register(EndpointsCollector(lambda: endpoint_states(deps.endpoints)))
     tokens = Tokens.parse(settings.api_token) if settings.api_token else None
-    interceptors = [AuthInterceptor(tokens)] if tokens else []
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(metrics), RequestIdInterceptor(), *interceptors, ErrorInterceptor()],
+        interceptors=[CallInterceptor(metrics, tokens)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
