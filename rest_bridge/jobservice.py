@@ -2,7 +2,8 @@
 
 One grpc.aio channel serves every request, so one bridge process handles many
 pollers without a thread per request; nothing on the event loop blocks. The
-app's lifespan opens the channel and puts the stub in the lifespan state,
+app's lifespan opens the channel and puts the stub (and the status route's
+StatusMirror, which lives as long as the channel) in the lifespan state,
 which the server copies into every request's scope: ``stub_of`` is a dict
 lookup. The status route is the product's hottest path (every client polls it
 every 2 s), so neither ``stub_of`` nor ``metadata_of`` is a FastAPI dependency.
@@ -19,6 +20,7 @@ from chainsync.v1 import jobs_pb2_grpc
 from fastapi import FastAPI, Request
 
 from rest_bridge.errors import BadRequest
+from rest_bridge.status_mirror import StatusMirror
 from server import logs
 
 UNARY_TIMEOUT_S = 30.0  # DeleteJob may wait 5 s for a cancel; nothing else takes long
@@ -41,7 +43,10 @@ def channel_lifespan(
             channel = grpc.aio.secure_channel(grpc_target, credentials, options=CHANNEL_OPTIONS)
         else:
             channel = grpc.aio.insecure_channel(grpc_target, options=CHANNEL_OPTIONS)
-        yield {"stub": jobs_pb2_grpc.JobServiceStub(channel)}
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        mirror = StatusMirror(stub)
+        yield {"stub": stub, "status_mirror": mirror}
+        await mirror.close()
         await channel.close()
 
     return lifespan
@@ -50,6 +55,11 @@ def channel_lifespan(
 def stub_of(request: Request) -> jobs_pb2_grpc.JobServiceStub:
     """The JobService stub of the request's app."""
     return request.scope["state"]["stub"]
+
+
+def status_mirror_of(request: Request) -> StatusMirror:
+    """The status answers the request's app holds (rest_bridge/status_mirror.py)."""
+    return request.scope["state"]["status_mirror"]
 
 
 def metadata_of(request: Request) -> tuple[tuple[str, str], ...]:

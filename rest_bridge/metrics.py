@@ -41,6 +41,7 @@ class BridgeMetrics:
     in_flight: Gauge
     sse_open: Gauge
     grpc_errors: Counter
+    status_answers: Counter
     _children: dict[tuple[str, str, int], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -67,6 +68,12 @@ class BridgeMetrics:
                 "chainsync_bridge_grpc_errors",
                 "gRPC calls to the JobService that failed and became an HTTP error, by gRPC status code.",
                 ["code"], registry=r,
+            ),
+            status_answers=Counter(
+                "chainsync_bridge_status_answers",
+                "Status polls answered, by where the answer came from: `memory` (the bridge's status mirror) "
+                "or `server` (a GetJob call).",
+                ["source"], registry=r,
             ),
         )  # fmt: skip
 

@@ -90,8 +90,10 @@ def grpc_server(
     db: Path | str,
     workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Iterator[Service]:
-    port = free_port()
+    """``chainsync serve`` on 127.0.0.1:port (a free port unless given: a restarted server takes its old one)."""
+    port = port or free_port()
     metrics_addr = f"127.0.0.1:{free_port()}"  # never the default 9464, which another server may hold
     env = {
         "CHAINSYNC_METRICS_ADDR": metrics_addr,

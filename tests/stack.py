@@ -64,7 +64,7 @@ TERMINAL = (jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JO
 
 
 @contextmanager
-def slow_server(devnet, db: Path, **env: str) -> Iterator[Service]:
+def slow_server(devnet, db: Path, port: int | None = None, **env: str) -> Iterator[Service]:
     """A server whose full sync of the demo chain takes several seconds.
 
     It reads logs 20 blocks at a time, one request at a time
@@ -78,5 +78,6 @@ def slow_server(devnet, db: Path, **env: str) -> Iterator[Service]:
             deployment_path=devnet.deployment_path,
             db=db,
             extra_env={"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_RPC_CONCURRENCY": "1", **env},
+            port=port,
         ) as server:
             yield server

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from rest_bridge import models
 from rest_bridge.convert import FastJSON, job_json
 from rest_bridge.errors import BadRequest
-from rest_bridge.jobservice import UNARY_TIMEOUT_S, metadata_of, stub_of
+from rest_bridge.jobservice import UNARY_TIMEOUT_S, metadata_of, status_mirror_of, stub_of
 from rest_bridge.models import JobId, is_number
 from rest_bridge.openapi import SECURED, error_responses
 from server.states import STATE_ENUM, TYPE_ENUM
@@ -96,6 +96,7 @@ async def cancel_job(request: Request, job_id: JobId) -> Response:
     job = await stub_of(request).CancelJob(
         jobs_pb2.CancelJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
     )
+    status_mirror_of(request).forget(job_id)
     return FastJSON({"success": True, "job": job_json(job)})
 
 
@@ -112,4 +113,5 @@ async def delete_job(request: Request, job_id: JobId) -> Response:
     await stub_of(request).DeleteJob(
         jobs_pb2.DeleteJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
     )
+    status_mirror_of(request).forget(job_id)
     return FastJSON({"success": True, "jobId": job_id, "message": f"job {job_id} deleted"})

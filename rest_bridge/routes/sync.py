@@ -2,7 +2,8 @@
 
 Each is one JobService call (StartSync, GetJob, GetResult) or one stream
 (GetResult pages as NDJSON, WatchJob as server-sent events). The status route
-is the product's hottest path: one GetJob and the job object, nothing more.
+is the product's hottest path: answered from the bridge's StatusMirror
+(rest_bridge/status_mirror.py) when it holds the job, else one GetJob.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from rest_bridge import models
 from rest_bridge.convert import FastJSON, job_json, result_json, rfc3339
 from rest_bridge.errors import BadRequest
-from rest_bridge.jobservice import UNARY_TIMEOUT_S, metadata_of, stub_of
+from rest_bridge.jobservice import UNARY_TIMEOUT_S, metadata_of, status_mirror_of, stub_of
 from rest_bridge.models import JobId, is_number
 from rest_bridge.openapi import SECURED, error_responses
 from rest_bridge.streams import EventStream, job_events, ndjson_records
@@ -98,10 +99,16 @@ async def start_sync(
     responses=error_responses(404),
 )
 async def job_status(request: Request, job_id: JobId) -> Response:
-    job = await stub_of(request).GetJob(
-        jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata_of(request), timeout=UNARY_TIMEOUT_S
-    )
-    return FastJSON({"success": True, "job": job_json(job)})
+    mirror, authorization = status_mirror_of(request), request.headers.get("authorization", "")
+    body = mirror.answer(job_id, authorization)
+    request.app.state.metrics.status_answers.labels("server" if body is None else "memory").inc()
+    if body is None:
+        metadata = metadata_of(request)
+        job = await stub_of(request).GetJob(
+            jobs_pb2.GetJobRequest(job_id=job_id), metadata=metadata, timeout=UNARY_TIMEOUT_S
+        )
+        body = mirror.keep(job, authorization, metadata)
+    return Response(body, media_type="application/json")
 
 
 @router.get(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chainsync.v1 import jobs_pb2
@@ -57,7 +58,16 @@ class JobCache:
         self.keep_finished_s = min(KEEP_FINISHED_S, retention_s / 2)
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[str], None]] = []
         store.subscribe(self._changed)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Calls listener(job_id) (from the writing thread) after each new version held or job dropped."""
+        self._listeners.append(listener)
+
+    def _tell(self, job_id: str) -> None:
+        for listener in self._listeners:
+            listener(job_id)
 
     def get(self, job_id: str) -> Held | None:
         """The job as last written, when held (a dict lookup: safe on the event loop)."""
@@ -86,6 +96,7 @@ class JobCache:
             self._held[job.id] = held
             if len(self._held) > MAX_JOBS:
                 self._evict()
+        self._tell(job.id)
         return held
 
     def _evict(self) -> None:
@@ -94,10 +105,14 @@ class JobCache:
         for _, job_id in finished[: len(self._held) - MAX_JOBS + MAX_JOBS // 10]:
             del self._held[job_id]
 
+    def _drop(self, job_id: str) -> None:
+        with self._lock:
+            self._held.pop(job_id, None)
+        self._tell(job_id)
+
     def _changed(self, change: Change) -> None:
         if change.job is None:
-            with self._lock:
-                self._held.pop(change.job_id, None)
+            self._drop(change.job_id)
         else:
             self._put(change.job)
 
@@ -123,8 +138,7 @@ class JobCache:
         job_id, _, version = payload.rpartition(":")
         held = self._held.get(job_id)
         if version == "-1":
-            with self._lock:
-                self._held.pop(job_id, None)
+            self._drop(job_id)
         elif held is not None and held.job.version < int(version):
             self._reread(job_id)
 
@@ -150,7 +164,6 @@ class JobCache:
     def _reread(self, job_id: str) -> None:
         job = self.store.get(job_id)
         if job is None:
-            with self._lock:
-                self._held.pop(job_id, None)
+            self._drop(job_id)
         else:
             self._put(job)

@@ -42,7 +42,7 @@ from server.states import CANCELLED, COMPLETED, FAILED, STATE_NAME, TYPE_NAME
 
 log = logging.getLogger("chainsync.servicer")
 
-WATCH_POLL_S = 0.05  # how often a watched job is looked up (once for all its watchers)
+WATCH_POLL_S = 1.0  # a watched job is read when the cache tells of a change; this often regardless (RECONCILE_S)
 DELETE_CANCEL_WAIT_S = 5.0
 
 
@@ -95,6 +95,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self.watch_hub = WatchHub(store, WATCH_POLL_S)
         self.runner = runner
         self.cache = cache if cache is not None else JobCache(store, retention_s=24 * 60 * 60)
+        self.cache.on_change(self.watch_hub.nudge)
         self.default_timeout_s = default_timeout_s
 
     def _caller(self, context: grpc.aio.ServicerContext) -> str | None:

@@ -1,8 +1,10 @@
 """Fan-out of job events to WatchJob streams.
 
 However many clients watch a job, one coroutine per watched job reads its new
-events from the store (a few times a second) and wakes the watchers, which
-read them from memory. Watchers cost no thread and no store query each; a
+events from the store and wakes the watchers, which read them from memory. It
+reads when the job cache tells of a new version (``nudge``: this server's own
+writes at once, another replica's within the cache's bound) and, should a
+notice be missed, every ``poll_s`` regardless. Watchers cost no thread and no store query each; a
 watcher that resumes from an old sequence number catches up from the store
 once, then joins the shared feed.
 """
@@ -25,6 +27,8 @@ class _Feed:
     last: int  # last sequence read from the store
     events: list[Event] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by nudge: read the store now
     watchers: int = 0
     finished: bool = False
     gone: bool = False  # the job was deleted
@@ -35,6 +39,15 @@ class WatchHub:
         self.store = store
         self.poll_s = poll_s
         self._feeds: dict[str, _Feed] = {}
+
+    def nudge(self, job_id: str) -> None:
+        """The job has a new version (or is gone): its feed reads the store now. Safe from any thread."""
+        feed = self._feeds.get(job_id)
+        if feed is not None:
+            try:
+                feed.loop.call_soon_threadsafe(feed.wake.set)
+            except RuntimeError:  # the loop has closed (the server is stopping)
+                pass
 
     async def follow(self, job_id: str, after: int) -> AsyncIterator[Event]:
         """Events of job_id after sequence ``after`` until the job ends; raises LookupError if it is deleted."""
@@ -74,7 +87,11 @@ class WatchHub:
     async def _poll(self, job_id: str, feed: _Feed) -> None:
         try:
             while True:
-                await asyncio.sleep(self.poll_s)
+                try:
+                    await asyncio.wait_for(feed.wake.wait(), self.poll_s)
+                except TimeoutError:
+                    pass
+                feed.wake.clear()
                 new = await asyncio.to_thread(self.store.events, job_id, feed.last)
                 if not new and await asyncio.to_thread(self.store.get, job_id) is None:
                     feed.gone = True
