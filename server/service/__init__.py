@@ -1,1 +1,1 @@
-"""Service: the gRPC JobService, its interceptors and the wiring that starts it all. The top layer."""
+"""Service: the gRPC JobService, what every call goes through and the wiring that starts it all. The top layer."""

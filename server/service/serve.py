@@ -38,7 +38,7 @@ from server.metrics import (
     serve_metrics,
 )
 from server.service.auth import Tokens
-from server.service.interceptors import CallInterceptor
+from server.service.calls import CallWrapper
 from server.service.job_cache import JobCache
 from server.service.servicer import JobService
 from server.transport.endpoints import Endpoints
@@ -200,17 +200,16 @@ def build(settings: Settings) -> Parts:
     )
     metrics.registry.register(EndpointsCollector(lambda: endpoint_states(deps.endpoints)))
     tokens = Tokens.parse(settings.api_token) if settings.api_token else None
+    calls = CallWrapper(metrics, tokens)
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(metrics, tokens)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
     )
     cache = JobCache(store, settings.retention_s)
-    jobs_pb2_grpc.add_JobServiceServicer_to_server(
-        JobService(store, runner, settings.job_timeout_s, tokens, cache), server
-    )
+    job_service = JobService(store, runner, settings.job_timeout_s, tokens, cache)
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(calls.servicer(SERVICE_NAMES[0], job_service), server)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(calls.servicer(health.SERVICE_NAME, health_servicer, True), server)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
     port = listen(server, settings)
     return Parts(settings, store, metrics, runner, server, health_servicer, port, deps, cache)

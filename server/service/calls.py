@@ -1,8 +1,10 @@
 """What every gRPC call goes through: its request id, the bearer token, its metrics, errors as rich statuses.
 
-One interceptor, ``CallInterceptor``, wraps each method of the server once
-(the wrapper is made for the first call and kept: a status poll pays a dict
-lookup, not a chain of interceptors each making handlers). Per call it
+``CallWrapper.servicer`` wraps each method of a servicer once, before it is
+registered. (Not a grpc.aio interceptor: with any interceptor grpc.aio awaits
+one more coroutine and builds the handler again on every call, which cost
+GetJob, the status poll, a tenth of its rate; registered methods are found by
+the C core.) Per call it
 
 - puts the call's ``x-request-id`` metadata (or a fresh UUIDv4) in the log
   context (server/logs.py); a value that is not 1 to 128 printable ASCII
@@ -26,6 +28,7 @@ asyncio.to_thread) and by nothing else.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 
@@ -59,9 +62,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: ChainsyncError) -> None
 
 
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 REQUEST_ID_METADATA = "x-request-id"
-_UNKNOWN = object()
 
 
 def _code_name(context: grpc.aio.ServicerContext, failed: BaseException | None) -> str:
@@ -76,21 +77,15 @@ def _code_name(context: grpc.aio.ServicerContext, failed: BaseException | None) 
     return "OK" if failed is None else "UNKNOWN"
 
 
-class CallInterceptor(grpc.aio.ServerInterceptor):
+class CallWrapper:
     def __init__(self, metrics: ServerMetrics, tokens: Tokens | None = None) -> None:
         self._metrics = metrics
         self._tokens = tokens
-        self._wrapped: dict[str, grpc.RpcMethodHandler | None] = {}  # method path -> its wrapped handler
 
-    async def intercept_service(self, continuation, handler_call_details):
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method, _UNKNOWN)
-        if wrapped is _UNKNOWN:
-            handler = await continuation(handler_call_details)
-            if handler is None:
-                return None  # not a method of this server: not kept (clients choose these names)
-            wrapped = self._wrapped[method] = self._wrap(method, handler)
-        return wrapped
+    def servicer(self, service: str, servicer: object, open_service: bool = False) -> object:
+        """A servicer whose RPC methods (the CamelCase attributes) are wrapped; pass it to the generated
+        ``add_*Servicer_to_server``. An open service (health) needs no token."""
+        return _Wrapped(self, service, servicer, open_service)
 
     def _admit(self, context: grpc.aio.ServicerContext, open_method: bool) -> None:
         """Sets the call's request id; raises ChainsyncError for a bad one, or a missing or wrong token."""
@@ -113,20 +108,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 "this server needs `authorization: Bearer <token>` (CHAINSYNC_API_TOKEN)",
             )
 
-    def _wrap(self, path: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(path, handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(path, handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler  # a bidirectional stream (reflection): open, not counted
-
-    def _unary(self, path: str, inner):
-        service, _, method = path.lstrip("/").rpartition("/")
-        open_method, metrics = path.startswith(OPEN_SERVICES), self._metrics
+    def _unary(self, service: str, method: str, inner, open_method: bool):
+        metrics = self._metrics
 
         async def unary(request, context):
             started, failed = time.perf_counter(), None
@@ -144,9 +127,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
 
         return unary
 
-    def _stream(self, path: str, inner):
-        service, _, method = path.lstrip("/").rpartition("/")
-        open_method, metrics = path.startswith(OPEN_SERVICES), self._metrics
+    def _stream(self, service: str, method: str, inner, open_method: bool):
+        metrics = self._metrics
 
         async def stream(request, context):
             failed = None
@@ -166,3 +148,21 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 metrics.grpc_call(service, method, _code_name(context, failed), None)
 
         return stream
+
+
+class _Wrapped:
+    """The servicer as the generated registration code sees it: each RPC method wrapped, made once."""
+
+    def __init__(self, calls: CallWrapper, service: str, servicer: object, open_service: bool) -> None:
+        self._calls, self._service, self._servicer, self._open = calls, service, servicer, open_service
+
+    def __getattr__(self, name: str):
+        inner = getattr(self._servicer, name)
+        if not (name[:1].isupper() and callable(inner)):
+            return inner
+        if inspect.isasyncgenfunction(inner):
+            wrapped = self._calls._stream(self._service, name, inner, self._open)
+        else:
+            wrapped = self._calls._unary(self._service, name, inner, self._open)
+        setattr(self, name, wrapped)
+        return wrapped
