@@ -6,7 +6,7 @@ what to do about it, ``details`` name the field, the job, the state. A failed
 job carries the same reason as its ``errorCode``.
 
 Nothing here knows gRPC or HTTP. ``CATALOGUE`` maps each reason to a canonical
-gRPC status code (by name) and an HTTP status; the gRPC interceptor
+gRPC status code (by name) and an HTTP status; the gRPC call wrapper
 (server/service/calls.py), the bridge (rest_bridge/errors.py) and the
 table in docs/rest-api.md (checked by tests/test_errors.py) all read it.
 Stopping a job (cancelled, timed out, lost) is not an error: see server/stopping.py.

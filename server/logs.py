@@ -3,7 +3,7 @@
 Owns: the line formats (one JSON object per line, or plain text for a person
 at a terminal), the context every line carries without being passed around
 (``job_id`` and ``request_id`` in contextvars: the runner sets them for a job,
-the gRPC interceptor and the bridge middleware for a call), the request-id
+the gRPC call wrapper and the bridge middleware for a call), the request-id
 rules (``valid_request_id``, ``new_request_id``), masking of secrets (API
 tokens, RPC URL paths and queries) in every line, and ``setup``, which
 ``chainsync serve`` and ``chainsync bridge`` call once at start.

@@ -7,7 +7,7 @@ cache their labelled children (the RPC transport records every request to
 the node); ``JobsCollector``, which reads jobs per state and the
 worker pool at scrape time; and ``serve_metrics``, the HTTP listener of
 CHAINSYNC_METRICS_ADDR. The code that does the work (JsonRpc, SyncEngine,
-run_sync_job, the gRPC interceptor) is handed a ``ServerMetrics``; by default it
+run_sync_job, the gRPC call wrapper) is handed a ``ServerMetrics``; by default it
 gets ``NO_METRICS``, a set kept in a private registry that nobody scrapes.
 docs/metrics.md lists every metric.
 """

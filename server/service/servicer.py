@@ -3,7 +3,7 @@
 Owns what each call does: checks its input (server/service/requests.py),
 reads or changes jobs in the store, and answers with messages
 (server/service/messages.py). Failures are raised as ChainsyncError; the
-interceptor turns them into statuses. Blocking store calls run in worker
+call wrapper (calls.py) turns them into statuses. Blocking store calls run in worker
 threads so the event loop stays free for many watchers.
 """
 
