@@ -1,5 +1,5 @@
 """`make loadtest`: the status path under load (issue 14's goals, on one bridge) and job throughput with 1, 2
-and 4 replicas on one PostgreSQL schema.
+and 4 replicas on one PostgreSQL schema. docs/load.md tells what each figure is and how it is measured.
 
     .venv/bin/python bench/loadtest.py [--seconds 8] [--poll-seconds 20] [--stale-seconds 10] [--replicas 1,2,4]
 
@@ -9,19 +9,21 @@ a FaultProxy (tests/fault_proxy.py) that delays every request to it by
 (``postgresql://postgres@127.0.0.1:5432/test?schema=chainsync_load_<random>``,
 ``CHAINSYNC_LOAD_PG`` to change the server; dropped at the end), a
 `chainsync bridge`, and the clients. Debian's ``wrk`` and ``h2load``
-(nghttp2-client) must be installed (`make loadtest` installs them).
+(nghttp2-client) must be installed (`make loadtest` installs them). The
+clients run at niceness -5 where allowed (load_tools.CLIENT_NICE).
 
 1. **The status path, while 4 jobs run.** One server (``--running`` workers)
    behind the slow proxy, one bridge, and a feeder that keeps ``--running``
-   full syncs running (one more queued, so a freed worker takes the next at
+   full syncs running (two more queued, so a freed worker takes the next at
    once). On that one bridge and server, one after the other:
    a. ``wrk -t1 -c100 -d8s --latency`` on `GET /api/blockchain/sync/status/{id}`
       (a Lua script cycling through the running jobs' ids), then on `GET /healthz`:
       requests/s, p99, and the ratio status/healthz;
-   b. ``--pollers`` open-loop pollers (load_tools.open_loop_process), each
-      polling its job's status every ``--poll-interval`` s at a random phase
-      for ``--poll-seconds``: requests/s, p50/p99/max from the scheduled send
-      time, errors, and the client's own CPU time;
+   b. ``--pollers`` open-loop pollers (load_tools.open_loop_process), first on
+      `/healthz` for ``--calibrate-seconds`` (what the client itself can
+      measure), then each polling its job's status every ``--poll-interval`` s
+      at a random phase for ``--poll-seconds``: requests/s, p50/p99/max from
+      the scheduled send time, errors, and the client's own CPU time;
    c. ``h2load -c 4 -m 25 -D 8`` of gRPC `GetJob` straight to the server
       (after one GetJob with the Python stub); the server's own gRPC counters
       tell that the answers were gRPC OK;
@@ -37,11 +39,12 @@ a FaultProxy (tests/fault_proxy.py) that delays every request to it by
    timestamps. Each job's `attempts` is read back: claimed exactly once.
 
 Every loop is bounded in count and time. Prints a table and writes
-bench/load-results.json. Exits 1 when a measurement is unsound (errors, a job
-claimed twice, fewer jobs running than asked); a goal not met is reported, not
-an exit code. The figures move with the machine's load: on a shared 2-core
-machine the clients, the bridge, the replicas, anvil and PostgreSQL all
-compete for the same cores.
+bench/load-results.json. Exits 1 when a measurement is unsound (fewer jobs
+running than asked, GetJob answers that were not gRPC OK, a replica's answer
+that matches no stored version, a job claimed twice); errors of an overloaded
+path and goals not met are reported, not an exit code. The figures move with
+the machine's load: on a shared 2-core machine the clients, the bridge, the
+replicas, anvil and PostgreSQL all compete for the same cores.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc  # noqa: E402
 from load_tools import (  # noqa: E402
+    CLIENT_NICE,
     CpuMeter,
     grpc_counts,
     grpc_frame,
@@ -93,6 +97,7 @@ RESULTS = Path(__file__).resolve().parent / "load-results.json"
 TERMINAL = {jobs_pb2.JOB_STATE_COMPLETED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 STATUS_PATH = "/api/blockchain/sync/status/{}"
 GET_JOB = "/chainsync.v1.JobService/GetJob"
+SETTLE_S = 2.0  # a pause between two measurements: what one left queued is not in the next
 
 # Today's rate: the old status path (before issue 14's change), measured on 2026-11-30 with the same commands.
 BASELINE = {
@@ -236,26 +241,31 @@ def measure_wrk(bridge, feeder: Feeder, pids: dict[str, int], args) -> dict[str,
         raise RuntimeError(f"the bridge's status of {ids[0]}: {answer.status_code} {answer.text[:300]}")
     status = timed(feeder, pids, lambda: run_wrk(bridge.url, paths, args.seconds, args.wrk_connections))
     status["paths"] = f"status of the {len(ids)} running jobs, in turn"
+    time.sleep(SETTLE_S)
     health = timed(feeder, pids, lambda: run_wrk(bridge.url, ["/healthz"], args.seconds, args.wrk_connections))
     health["paths"] = "/healthz"
     ratio = status["requestsPerSecond"] / health["requestsPerSecond"]
     return {"status": status, "healthz": health, "ratio": round(ratio, 3)}
 
 
-def measure_open_loop(bridge, feeder: Feeder, pids: dict[str, int], args) -> dict[str, Any]:
+def measure_open_loop(bridge, feeder: Feeder, pids: dict[str, int], args, health: bool = False) -> dict[str, Any]:
+    """The open-loop pollers on the running jobs' status (health: on /healthz, to see what the client can do)."""
     ids = feeder.running_ids()
     paths = [STATUS_PATH.format(ids[n % len(ids)]) for n in range(args.pollers)]
+    seconds = args.calibrate_seconds if health else args.poll_seconds
+    if health:
+        paths = ["/healthz"] * args.pollers
     host, port = bridge.addr.rsplit(":", 1)
     ctx = multiprocessing.get_context("spawn")  # not fork: this process holds gRPC channels and threads
     queue = ctx.Queue()
     done = feeder.completed()
     client = ctx.Process(
         target=open_loop_process,
-        args=(host, int(port), paths, args.poll_interval, args.poll_seconds, args.poll_timeout, 14, pids, queue),
+        args=(host, int(port), paths, args.poll_interval, seconds, args.poll_timeout, 14, pids, queue),
     )
     client.start()
     try:
-        report = queue.get(timeout=args.poll_seconds + args.poll_timeout + 120)
+        report = queue.get(timeout=seconds + args.poll_timeout + 120)
     finally:
         client.join(timeout=30)
         if client.is_alive():
@@ -265,12 +275,12 @@ def measure_open_loop(bridge, feeder: Feeder, pids: dict[str, int], args) -> dic
         raise RuntimeError(f"the open-loop client crashed: {report['crashed']}")
     start, end = report.pop("windowStart"), report.pop("windowEnd")
     return {
+        "path": "/healthz" if health else f"status of {len(ids)} running jobs",
         "pollers": args.pollers,
-        "jobsPolled": len(ids),
         "intervalSeconds": args.poll_interval,
-        "seconds": args.poll_seconds,
-        "offeredPerSecond": round(report["scheduled"] / args.poll_seconds, 1),
-        "requestsPerSecond": round(report["answeredOk"] / args.poll_seconds, 1),
+        "seconds": seconds,
+        "offeredPerSecond": round(report["scheduled"] / seconds, 1),
+        "requestsPerSecond": round(report["answeredOk"] / seconds, 1),
         **report,
         "jobsRunning": feeder.running_during(start, end),
         "jobsCompletedMeanwhile": feeder.completed() - done,
@@ -333,15 +343,15 @@ def measure_staleness(devnet_rpc: str, deployment_path, db: str, schema: str, se
                         for name, stub in order:
                             sent = time.time()  # the wall clock: job_events' times are the writer's time.time()
                             try:
-                                job = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=10)
+                                key = key_of_job(stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=10))
                             except grpc.RpcError as exc:
-                                errors[f"{name}: {exc.code().name}"] += 1
-                                continue
+                                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                                    errors[f"{name}: {exc.code().name}"] += 1
+                                    continue
+                                key = None  # not known there yet: behind the job's first version
                             received = time.time()
-                            samples.append(
-                                {"job": job_id, "replica": name, "sent": sent, "received": received,
-                                 "key": key_of_job(job)}
-                            )  # fmt: skip
+                            samples.append({"job": job_id, "replica": name, "sent": sent, "received": received,
+                                            "key": key})  # fmt: skip
                     time.sleep(args.stale_interval)
             wall_end = time.time()
             sampled = sorted({s["job"] for s in samples})
@@ -359,6 +369,7 @@ def measure_staleness(devnet_rpc: str, deployment_path, db: str, schema: str, se
     run_by = {job: "first" if owner == first_owner else "second" for job, owner in runner.items()}
     follower = [s for s in samples if s["job"] in run_by and s["replica"] != run_by[s["job"]]]
     owner = [s for s in samples if s["job"] in run_by and s["replica"] == run_by[s["job"]]]
+    unclaimed = [s for s in samples if s["job"] not in run_by]  # still pending: no replica runs them
     written = sum(1 for job_rows in versions.values() for _, at, _ in job_rows if wall_start <= at <= wall_end)
     return {
         "seconds": args.stale_seconds,
@@ -368,7 +379,7 @@ def measure_staleness(devnet_rpc: str, deployment_path, db: str, schema: str, se
         "versionsWrittenMeanwhile": written,
         "follower": staleness(follower, versions),
         "owner": staleness(owner, versions),
-        "unclassifiedSamples": len(samples) - len(follower) - len(owner),
+        "unclaimed": staleness(unclaimed, versions),
         "errors": dict(errors),
         "cpu": cpu.result,
         "jobsRunning": feeder.running_during(started, started + args.stale_seconds),
@@ -396,10 +407,18 @@ def status_section(devnet, args) -> dict[str, Any]:
             out["wrk"] = measure_wrk(bridge, feeder, pids, args)
             print(f"  {args.pollers:,} open-loop pollers, every {args.poll_interval:g} s, {args.poll_seconds:g} s ...",
                   flush=True)  # fmt: skip
+            if args.calibrate_seconds:
+                time.sleep(SETTLE_S)
+                print(f"  the same pollers on /healthz (the client's own limit), {args.calibrate_seconds:g} s ...",
+                      flush=True)  # fmt: skip
+                out["openLoopHealthz"] = measure_open_loop(bridge, feeder, pids, args, health=True)
+            time.sleep(SETTLE_S)
             out["openLoop"] = measure_open_loop(bridge, feeder, pids, args)
+            time.sleep(SETTLE_S)
             print(f"  gRPC GetJob: h2load, {args.seconds:g} s ...", flush=True)
             out["grpc"] = measure_grpc(server, feeder, pids, args)
             print(f"  staleness of a second replica, {args.stale_seconds:g} s ...", flush=True)
+            time.sleep(SETTLE_S)
             out["staleness"] = measure_staleness(proxy.url, devnet.deployment_path, db, schema, server, feeder, args)
             if feeder.error:
                 raise RuntimeError(f"the job feeder failed: {feeder.error!r}")
@@ -507,12 +526,7 @@ def checks(status: dict[str, Any] | None, runs: list[dict], args) -> list[str]:
         for name, row in windows.items():
             if row["jobsRunning"].get("shareAtLeastKept", 0) < 0.9:
                 bad.append(f"{name}: {args.running} jobs were not running most of the time ({row['jobsRunning']})")
-        for name in ("status", "healthz"):
-            if status["wrk"][name]["errors"]:
-                bad.append(f"wrk {name}: {status['wrk'][name]['errors']}")
-        polls = status["openLoop"]
-        if polls["errors"] or polls["unfinished"]:
-            bad.append(f"open-loop pollers: errors {polls['errors']}, unfinished {polls['unfinished']}")
+        # Errors of wrk and of the pollers are results (an overloaded path), reported and failing the goal.
         rpc = status["grpc"]
         requests = rpc["requests"]
         in_flight = args.h2load_clients * args.h2load_streams  # cancelled when h2load stops
@@ -526,9 +540,9 @@ def checks(status: dict[str, Any] | None, runs: list[dict], args) -> list[str]:
         ):  # fmt: skip
             bad.append(f"h2load GetJob: {requests}, HTTP 2xx {rpc['http2xx']}, gRPC codes {codes}")
         stale = status["staleness"]
-        if stale["errors"] or stale["follower"]["unmatched"] or stale["owner"]["unmatched"]:
-            bad.append(f"staleness: errors {stale['errors']}, answers matching no stored version: "
-                       f"{stale['follower']['unmatched']} + {stale['owner']['unmatched']}")  # fmt: skip
+        unmatched = sum(stale[role]["unmatched"] for role in ("follower", "owner", "unclaimed"))
+        if stale["errors"] or unmatched:
+            bad.append(f"staleness: errors {stale['errors']}, {unmatched} answers matching no stored version")
         if not stale["follower"]["samples"]:
             bad.append("staleness: no answer from a replica that did not run the job")
     for r in runs:
@@ -546,6 +560,7 @@ def table(report: dict[str, Any]) -> str:
     status = report.get("statusPath")
     if status:
         wrk, polls, rpc, stale = status["wrk"], status["openLoop"], status["grpc"], status["staleness"]
+        cal = status.get("openLoopHealthz")
         base = BASELINE
         goal = report["goals"]
 
@@ -553,7 +568,7 @@ def table(report: dict[str, Any]) -> str:
             return "**met**" if goal[n]["met"] else "**not met**"
 
         lines += [
-            f"| status path, {status['jobsKeptRunning']} jobs running | this run | before the change "
+            f"| status path, {status['jobsKeptRunning']} jobs running | this run | stated baseline, old code "
             f"({base['date']}) | goal | |",
             "| --- | --- | --- | --- | --- |",
             f"| bridge `GET …/status/{{id}}`, wrk -t1 -c{report['settings']['wrk_connections']} "
@@ -568,11 +583,23 @@ def table(report: dict[str, Any]) -> str:
             f"{base['wrkStatusRequestsPerSecond'][1] / base['wrkHealthzRequestsPerSecond'][0]:.2f} "
             f"| ≥ {GOALS['statusOverHealthz']} | {yes(0)} |",
             f"| {polls['pollers']:,} open-loop pollers, each every {polls['intervalSeconds']:g} s, "
-            f"{polls['seconds']:g} s | {fmt(polls['requestsPerSecond'])} req/s, p50 {fmt(polls['latencyMs']['p50'], 1)}"
+            f"{polls['seconds']:g} s | {fmt(polls['offeredPerSecond'])} req/s offered, "
+            f"{fmt(polls['requestsPerSecond'])} answered 200; p50 {fmt(polls['latencyMs']['p50'], 1)}"
             f" / p99 {fmt(polls['latencyMs']['p99'], 1)} / max {fmt(polls['latencyMs']['max'], 1)} ms, "
-            f"{sum(polls['errors'].values()) + polls['unfinished']} errors; client CPU "
+            f"{sum(polls['errors'].values()) + polls['unfinished']:,} errors; client CPU "
             f"{polls['client']['percentOfOneCore']:.0f} % of a core | not measured "
             f"| p99 < {GOALS['pollP99Ms']:g} ms | {yes(1)} |",
+            *(
+                [
+                    f"| the same pollers on `/healthz` ({cal['seconds']:g} s: the client's own limit) "
+                    f"| {fmt(cal['requestsPerSecond'])} answered 200; p50 {fmt(cal['latencyMs']['p50'], 1)} / "
+                    f"p99 {fmt(cal['latencyMs']['p99'], 1)} / max {fmt(cal['latencyMs']['max'], 1)} ms, "
+                    f"{sum(cal['errors'].values()):,} errors; client CPU {cal['client']['percentOfOneCore']:.0f} % "
+                    "of a core | | | |"
+                ]
+                if cal
+                else []
+            ),
             f"| gRPC `GetJob` to the server, h2load -c {report['settings']['h2load_clients']} "
             f"-m {report['settings']['h2load_streams']} -D {report['settings']['seconds']:g} "
             f"| {fmt(rpc['requestsPerSecond'])} req/s, mean {fmt(rpc['latencyMs'].get('mean'), 1)} ms, all gRPC OK "
@@ -610,6 +637,8 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between one poller's requests")
     parser.add_argument("--poll-seconds", type=float, default=20.0, help="the open-loop pollers' window")
     parser.add_argument("--poll-timeout", type=float, default=10.0, help="seconds one poll may take")
+    parser.add_argument("--calibrate-seconds", type=float, default=10.0,
+                        help="the same pollers on /healthz first, to show the client's own limit (0: skip)")  # fmt: skip
     parser.add_argument("--stale-seconds", type=float, default=10.0, help="the staleness sampling window")
     parser.add_argument("--stale-interval", type=float, default=0.05, help="pause between sampling rounds")
     parser.add_argument("--second-workers", type=int, default=1, help="CHAINSYNC_WORKERS of the second replica")
@@ -655,7 +684,7 @@ def main() -> int:
         "loadAverageBefore": [round(x, 2) for x in load_before],
         "loadAverageAfter": [round(x, 2) for x in load_after],
         "runtimeSeconds": round(runtime, 1),
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "settings": {k: v for k, v in vars(args).items() if k != "out"} | {"clientNice": CLIENT_NICE},
         "note": "One run on a shared machine: the clients, bridge, replicas, anvil and PostgreSQL share its cores, "
         "so the figures vary with the load. Load averages: 1, 5 and 15 minutes.",
         "baseline": BASELINE,
