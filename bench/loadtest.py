@@ -146,7 +146,7 @@ class Feeder(threading.Thread):
     ) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.addr, self.target, self.queued, self.request = addr, running, queued, request
-        self.states_query = sql.SQL("SELECT id, state FROM {} WHERE id = ANY(%s)").format(
+        self.states_query = sql.SQL("SELECT id, state, error_code FROM {} WHERE id = ANY(%s)").format(
             sql.Identifier(schema, "jobs")
         )
         self.running_query = sql.SQL("SELECT count(*) FROM {} WHERE state = 'running'").format(
@@ -160,6 +160,7 @@ class Feeder(threading.Thread):
         self.timeline: list[tuple[float, int]] = []  # (time.monotonic(), jobs running in the store) at each look
         self.finished: Counter[str] = Counter()
         self.started = 0
+        self.start_errors: Counter[str] = Counter()  # StartSync calls refused, by code
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -181,13 +182,19 @@ class Feeder(threading.Thread):
             self.ready.set()
 
     def _look(self, stub, conn) -> None:
-        states = dict(conn.execute(self.states_query, (self.live_ids(),)).fetchall())
-        for job_id, state in list(states.items()):
+        states: dict[str, str] = {}
+        for job_id, state, error_code in conn.execute(self.states_query, (self.live_ids(),)).fetchall():
             if state in ("completed", "failed", "cancelled"):
-                self.finished[state] += 1
-                del states[job_id]
+                self.finished[f"{state} ({error_code})" if error_code else state] += 1
+            else:
+                states[job_id] = state
         while len(states) < self.target + self.queued:
-            states[stub.StartSync(self.request, timeout=30).job_id] = "pending"
+            try:
+                job_id = stub.StartSync(self.request, timeout=30).job_id
+            except grpc.RpcError as exc:  # an overloaded server may refuse (RESOURCE_EXHAUSTED): the next look
+                self.start_errors[exc.code().name] += 1
+                break
+            states[job_id] = "pending"
             self.started += 1
         running = conn.execute(self.running_query).fetchone()[0]
         with self.lock:
@@ -218,7 +225,12 @@ class Feeder(threading.Thread):
         }
 
     def completed(self) -> int:
-        return self.finished["completed"]
+        return self.finished["completed"]  # a completed job has no error code
+
+
+def feeder_alive(feeder: Feeder) -> None:
+    if feeder.error or not feeder.is_alive():
+        raise RuntimeError(f"the job feeder stopped: {feeder.error!r}")
 
 
 def timed(feeder: Feeder, pids: dict[str, int], measure) -> dict[str, Any]:
@@ -309,9 +321,15 @@ def measure_staleness(devnet_rpc: str, deployment_path, db: str, schema: str, se
     versions the job's writer stored."""
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         jobs = sql.Identifier(schema, "jobs")
-        first_owner = conn.execute(
-            sql.SQL("SELECT owner FROM {} WHERE owner IS NOT NULL LIMIT 1").format(jobs)
-        ).fetchone()[0]  # the only replica so far: its runner's owner id
+        first_owner = None  # the only replica so far: its runner's owner id, from a job it runs
+        for _ in range(100):  # bounded: 10 s at most
+            row = conn.execute(sql.SQL("SELECT owner FROM {} WHERE owner IS NOT NULL LIMIT 1").format(jobs)).fetchone()
+            if row:
+                first_owner = row[0]
+                break
+            time.sleep(0.1)
+        if first_owner is None:
+            raise RuntimeError(f"no job runs on the first replica (the feeder's jobs: {dict(feeder.finished)})")
         owners_query = sql.SQL("SELECT id, owner FROM {} WHERE id = ANY(%s) AND owner IS NOT NULL").format(jobs)
         with (
             grpc_server(
@@ -405,27 +423,39 @@ def status_section(devnet, args) -> dict[str, Any]:
             pids = {"server": server.proc.pid, "bridge": bridge.proc.pid}
             print(f"  status vs /healthz: wrk, {args.seconds:g} s each ...", flush=True)
             out["wrk"] = measure_wrk(bridge, feeder, pids, args)
-            print(f"  {args.pollers:,} open-loop pollers, every {args.poll_interval:g} s, {args.poll_seconds:g} s ...",
-                  flush=True)  # fmt: skip
+            feeder_alive(feeder)
             if args.calibrate_seconds:
                 time.sleep(SETTLE_S)
                 print(f"  the same pollers on /healthz (the client's own limit), {args.calibrate_seconds:g} s ...",
                       flush=True)  # fmt: skip
                 out["openLoopHealthz"] = measure_open_loop(bridge, feeder, pids, args, health=True)
+                feeder_alive(feeder)
             time.sleep(SETTLE_S)
+            print(f"  {args.pollers:,} open-loop pollers, every {args.poll_interval:g} s, {args.poll_seconds:g} s ...",
+                  flush=True)  # fmt: skip
             out["openLoop"] = measure_open_loop(bridge, feeder, pids, args)
+            feeder_alive(feeder)
             time.sleep(SETTLE_S)
             print(f"  gRPC GetJob: h2load, {args.seconds:g} s ...", flush=True)
             out["grpc"] = measure_grpc(server, feeder, pids, args)
+            feeder_alive(feeder)
             print(f"  staleness of a second replica, {args.stale_seconds:g} s ...", flush=True)
             time.sleep(SETTLE_S)
-            out["staleness"] = measure_staleness(proxy.url, devnet.deployment_path, db, schema, server, feeder, args)
-            if feeder.error:
-                raise RuntimeError(f"the job feeder failed: {feeder.error!r}")
+            try:  # it reads the store's own tables: a failure here leaves the other figures standing
+                out["staleness"] = measure_staleness(
+                    proxy.url, devnet.deployment_path, db, schema, server, feeder, args
+                )
+            except (RuntimeError, psycopg.Error, grpc.RpcError) as exc:
+                out["staleness"] = {"failed": repr(exc)}
+            feeder_alive(feeder)
         finally:
             feeder.stop.set()
             feeder.join(timeout=60)
-        out["feeder"] = {"started": feeder.started, "finished": dict(feeder.finished)}
+        out["feeder"] = {
+            "started": feeder.started,
+            "startRefused": dict(feeder.start_errors),
+            "finished": dict(feeder.finished),
+        }
     return out
 
 
@@ -482,7 +512,7 @@ def throughput_run(devnet, db: str, schema: str, replicas: int, args) -> dict:
 def goals(status: dict[str, Any]) -> list[dict[str, Any]]:
     wrk, polls, rpc, stale = status["wrk"], status["openLoop"], status["grpc"], status["staleness"]
     grpc_goal = GOALS["grpcTimesBaseline"] * BASELINE["grpcGetJobRequestsPerSecond"]
-    lag = stale["follower"]["lagMs"]["max"]
+    lag = stale["follower"]["lagMs"]["max"] if "follower" in stale else None
     return [
         {
             "goal": f"status ÷ /healthz requests/s (wrk, one bridge) >= {GOALS['statusOverHealthz']}",
@@ -524,7 +554,7 @@ def checks(status: dict[str, Any] | None, runs: list[dict], args) -> list[str]:
             "staleness": status["staleness"],
         }
         for name, row in windows.items():
-            if row["jobsRunning"].get("shareAtLeastKept", 0) < 0.9:
+            if "failed" not in row and row["jobsRunning"].get("shareAtLeastKept", 0) < 0.9:
                 bad.append(f"{name}: {args.running} jobs were not running most of the time ({row['jobsRunning']})")
         # Errors of wrk and of the pollers are results (an overloaded path), reported and failing the goal.
         rpc = status["grpc"]
@@ -540,6 +570,8 @@ def checks(status: dict[str, Any] | None, runs: list[dict], args) -> list[str]:
         ):  # fmt: skip
             bad.append(f"h2load GetJob: {requests}, HTTP 2xx {rpc['http2xx']}, gRPC codes {codes}")
         stale = status["staleness"]
+        if "failed" in stale:
+            return [*bad, f"staleness: {stale['failed']}"]  # the rest of its checks need its figures
         unmatched = sum(stale[role]["unmatched"] for role in ("follower", "owner", "unclaimed"))
         if stale["errors"] or unmatched:
             bad.append(f"staleness: errors {stale['errors']}, {unmatched} answers matching no stored version")
@@ -605,10 +637,14 @@ def table(report: dict[str, Any]) -> str:
             f"| {fmt(rpc['requestsPerSecond'])} req/s, mean {fmt(rpc['latencyMs'].get('mean'), 1)} ms, all gRPC OK "
             f"| {base['grpcGetJobRequestsPerSecond']:,} req/s "
             f"| ≥ {GOALS['grpcTimesBaseline'] * base['grpcGetJobRequestsPerSecond']:,.0f} req/s | {yes(2)} |",
-            f"| second replica's `GetJob` behind the writer, max (p99) | {fmt(stale['follower']['lagMs']['max'], 1)} "
-            f"({fmt(stale['follower']['lagMs']['p99'], 1)}) ms over {stale['follower']['samples']:,} answers, "
-            f"{stale['versionsWrittenMeanwhile']} versions written | not measured "
-            f"| ≤ {GOALS['staleBoundMs']:,.0f} ms (stated bound) | {yes(3)} |",
+            "| second replica's `GetJob` behind the writer, max (p99) | "
+            + (
+                f"failed: {stale['failed']}"
+                if "failed" in stale
+                else f"{fmt(stale['follower']['lagMs']['max'], 1)} ({fmt(stale['follower']['lagMs']['p99'], 1)}) ms "
+                f"over {stale['follower']['samples']:,} answers, {stale['versionsWrittenMeanwhile']} versions written"
+            )
+            + f" | not measured | ≤ {GOALS['staleBoundMs']:,.0f} ms (stated bound) | {yes(3)} |",
             "",
         ]
     runs = report.get("jobThroughput") or []
