@@ -73,7 +73,13 @@ bench: install
 bench-memory: install
 	$(BIN)/python bench/bench.py --memory
 
-loadtest: install  # status polls (100 and 1,000 pollers) and job throughput (1, 2, 4 replicas on PostgreSQL): docs/load.md
+# Debian's wrk and h2load (nghttp2-client) for make loadtest (C load tools: the clients must not be the limit).
+$(STAMPS)/loadtools:
+	@mkdir -p $(STAMPS)
+	command -v wrk >/dev/null && command -v h2load >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk nghttp2-client)
+	@touch $@
+
+loadtest: install $(STAMPS)/loadtools  # the status path while 4 jobs run (wrk, open-loop pollers, h2load, replica lag) and job throughput (1, 2, 4 replicas on PostgreSQL), about 2 min: docs/load.md
 	$(BIN)/python bench/loadtest.py $(LOADTEST_ARGS)
 
 lint: install
