@@ -55,6 +55,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -313,7 +314,32 @@ def measure_grpc(server, feeder: Feeder, pids: dict[str, int], args) -> dict[str
     codes.subtract(before)
     row["grpcCodes"] = {code: n for code, n in codes.items() if n}  # the staleness probes come later
     row["stubGetJob"] = {"job": job_id, "state": jobs_pb2.JobState.Name(job.state), "progress": job.progress}
+    time.sleep(SETTLE_S)
+    with grpc_floor() as floor_addr:  # the same command on a GetJob that does nothing: grpc.aio's own ceiling
+        floor = run_h2load(f"http://{floor_addr}{GET_JOB}", body, args.seconds, args.h2load_clients,
+                           args.h2load_streams)  # fmt: skip
+    row["noOpFloor"] = {"requestsPerSecond": floor["requestsPerSecond"], "command": floor["command"]}
+    row["ofFloor"] = round(row["requestsPerSecond"] / floor["requestsPerSecond"], 3)
     return row
+
+
+@contextmanager
+def grpc_floor() -> Iterator[str]:
+    """bench/grpc_floor.py on a free loopback port while the block runs; its address."""
+    addr = f"127.0.0.1:{free_port()}"
+    here = Path(__file__).resolve().parent
+    proc = subprocess.Popen([sys.executable, str(here / "grpc_floor.py"), addr], cwd=here.parent)
+    try:
+        with grpc.insecure_channel(addr) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        yield addr
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def measure_staleness(devnet_rpc: str, deployment_path, db: str, schema: str, server, feeder: Feeder, args) -> dict:
@@ -637,6 +663,15 @@ def table(report: dict[str, Any]) -> str:
             f"| {fmt(rpc['requestsPerSecond'])} req/s, mean {fmt(rpc['latencyMs'].get('mean'), 1)} ms, all gRPC OK "
             f"| {base['grpcGetJobRequestsPerSecond']:,} req/s "
             f"| ≥ {GOALS['grpcTimesBaseline'] * base['grpcGetJobRequestsPerSecond']:,.0f} req/s | {yes(2)} |",
+            *(
+                [
+                    f"| the same h2load on a GetJob that does nothing (`bench/grpc_floor.py`: grpc.aio's own ceiling "
+                    f"here) | {fmt(rpc['noOpFloor']['requestsPerSecond'])} req/s; the server's GetJob at "
+                    f"{rpc['ofFloor']:.2f} of it | | | |"
+                ]
+                if rpc.get("noOpFloor")
+                else []
+            ),
             "| second replica's `GetJob` behind the writer, max (p99) | "
             + (
                 f"failed: {stale['failed']}"
