@@ -80,8 +80,10 @@ def test_clients_that_disconnect_mid_stream_leave_the_job_and_the_services_intac
         httpx.Client(base_url=bridge.url, timeout=30) as http,
     ):
         stub = jobs_pb2_grpc.JobServiceStub(channel)
-        warm = stub.StartSync(jobs_pb2.StartSyncRequest(blocks_back=20)).job_id
-        disconnect_round(stub, http, warm)  # pools and caches grow once, before the baseline
+        # Pools and caches grow once, before the baseline: a full sync, so the node connections reach the
+        # window's cap (CHAINSYNC_RPC_CONCURRENCY keep-alive connections, kept for the next job).
+        warm = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+        disconnect_round(stub, http, warm)
         wait_for_state(stub, warm, TERMINAL)
         time.sleep(0.5)
         server_before, bridge_before = usage(server.proc.pid), usage(bridge.proc.pid)
