@@ -69,7 +69,7 @@ def _first_data(response: httpx.Response, max_lines: int = 20) -> bool:
 
 def test_clients_that_disconnect_mid_stream_leave_the_job_and_the_services_intact(devnet, stack, tmp_path) -> None:
     reference = reference_records(stack.stub, is_full_sync=True)
-    env = {"CHAINSYNC_LOG_CHUNK": "20"}
+    env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_RPC_CONCURRENCY": "1"}  # one request at a time: a job of seconds
     with (
         FaultProxy(devnet.url, Faults(delay_s=0.03)) as proxy,
         grpc_server(
@@ -81,7 +81,8 @@ def test_clients_that_disconnect_mid_stream_leave_the_job_and_the_services_intac
     ):
         stub = jobs_pb2_grpc.JobServiceStub(channel)
         # Pools and caches grow once, before the baseline: a full sync, so the node connections reach the
-        # window's cap (CHAINSYNC_RPC_CONCURRENCY keep-alive connections, kept for the next job).
+        # window's cap (CHAINSYNC_RPC_CONCURRENCY keep-alive connections, kept for the next job) and the
+        # store's statements are all prepared.
         warm = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
         disconnect_round(stub, http, warm)
         wait_for_state(stub, warm, TERMINAL)

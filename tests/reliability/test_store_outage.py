@@ -31,8 +31,9 @@ def terminate_backends(app: str) -> int:
 def test_store_connections_terminated_mid_job_the_job_still_ends_correct(devnet, stack, pg_schema) -> None:
     db, schema, app = pg_schema
     reference = reference_records(stack.stub, is_full_sync=True)
-    env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LEASE_SECONDS": "3"}
-    with FaultProxy(devnet.url, Faults(delay_s=0.01)) as proxy:
+    # One request at a time, 20 ms each: the job outlasts the kills (about 1.2 s) by a few seconds.
+    env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LEASE_SECONDS": "3", "CHAINSYNC_RPC_CONCURRENCY": "1"}
+    with FaultProxy(devnet.url, Faults(delay_s=0.02)) as proxy:
         with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as server, \
                 grpc.insecure_channel(server.addr) as channel:  # fmt: skip
             stub = jobs_pb2_grpc.JobServiceStub(channel)
