@@ -240,13 +240,15 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
     d = run_chainsync(devnet, tmp, "off", runs=3)
     a = ceiling.best(devnet.url, recorded_requests(devnet, tmp, "off"))
     print(
-        f"  d chainsync (off): {d['seconds']:.2f} s {d['runs']}; a ceiling: {a.seconds:.2f} s at {a.concurrency}",
+        f"  d chainsync (off): {d['seconds']:.2f} s {d['runs']}; a ceiling: {a.seconds:.2f} s at {a.concurrency} "
+        f"{a.by_concurrency}",
         flush=True,
     )
     d_default = run_chainsync(devnet, tmp, "auto", runs=3)
     a_default = ceiling.best(devnet.url, recorded_requests(devnet, tmp, "auto"))
     print(
-        f"  d default: {d_default['seconds']:.2f} s {d_default['runs']}; a default: {a_default.seconds:.2f} s",
+        f"  d default: {d_default['seconds']:.2f} s {d_default['runs']}; a default: {a_default.seconds:.2f} s "
+        f"{a_default.by_concurrency}",
         flush=True,
     )
     b = run_web3(devnet.url, addresses, start, end)
@@ -272,6 +274,7 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
         "entities": d["records"],
         "ceiling_seconds": round(a.seconds, 3),
         "ceiling_concurrency": a.concurrency,
+        "ceiling_by_concurrency": {str(k): round(v, 3) for k, v in a.by_concurrency.items()},
         "ceiling_requests": a.requests,
         "web3_seconds": round(b["seconds"], 3),
         "naive_seconds_extrapolated": round(naive, 1),
@@ -284,6 +287,7 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
         "ratio_vs_naive": round(naive / d["seconds"], 1),
         "ceiling_default_seconds": round(a_default.seconds, 3),
         "ceiling_default_requests": a_default.requests,
+        "ceiling_default_by_concurrency": {str(k): round(v, 3) for k, v in a_default.by_concurrency.items()},
         "chainsync_default_seconds": round(d_default["seconds"], 3),
         "ratio_vs_ceiling_default": round(a_default.seconds / d_default["seconds"], 3),
         "peak_rss_mb": max(d["peak_rss_mb"], d_default["peak_rss_mb"]),
