@@ -109,3 +109,59 @@ def test_a_trace_probe_answer_is_kept_for_a_while_then_asked_again(devnet) -> No
         assert support.answer(proxy.url) is None and support.probe(proxy.url) is False and proxy.requests == 2
         support.forget(proxy.url)  # traces failed in a job: the next one asks again
         assert support.answer(proxy.url) is None
+
+
+@pytest.mark.parametrize("strategy", ["auto", "blocks"])
+def test_a_reverted_call_changes_nothing_and_a_direct_call_needs_no_receipt(tmp_path, strategy: str) -> None:
+    """A mutator call that reverted is not a change; one that succeeded is. A transaction's own call traced
+    without an error succeeded, so trace_filter needs no receipt for it; the block scan asks the receipts."""
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    from devnet.command import open_devnet
+    from tests.remote_proxy import Limits, RemoteProxy
+    from tests.test_chain_changes import REPO, rpc
+
+    with open_devnet(REPO / ".devnet", "demo") as devnet:  # changed here: a devnet of its own
+        url, proposals = devnet.url, devnet.deployment["Proposals"]
+        admin, user = devnet.expected.owner, devnet.expected.users[0]
+        deadline = 2**40
+
+        def extend(sender: str, proposal_id: int) -> dict:
+            data = function_signature_to_4byte_selector("extendProposalDeadline(uint256,uint256)")
+            data += encode(["uint256", "uint256"], [proposal_id, deadline])
+            return {"from": sender, "to": proposals, "data": "0x" + data.hex(), "gas": hex(200_000)}
+
+        def succeeds(tx: dict) -> bool:
+            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [tx]}).json()
+            return "error" not in answer
+
+        live = next(i for i in sorted(devnet.expected.proposals, reverse=True) if succeeds(extend(admin, i)))
+        blocks = {}
+        for name, sender in (("reverted", user), ("succeeded", admin)):  # not an admin: onlyAdmin reverts
+            tx_hash = rpc(url, "eth_sendTransaction", [extend(sender, live)])
+            receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])
+            assert receipt["status"] == ("0x0" if name == "reverted" else "0x1"), receipt
+            blocks[name] = int(receipt["blockNumber"], 16)
+
+        with (
+            RemoteProxy(url, Limits(rtt_s=0.0, rate=0.0, max_logs_range=None)) as proxy,
+            grpc_server(
+                rpc_url=proxy.url,
+                deployment_path=devnet.deployment_path,
+                db=tmp_path / "j.db",
+                extra_env={"CHAINSYNC_SILENT_CHANGES": strategy},
+            ) as server,
+        ):
+            found = {}
+            for name, block in blocks.items():
+                proxy.reset()
+                result = sync_block(server.addr, "proposals", block)
+                found[name] = {int(r.id): r for r in result.proposals}
+                receipts = proxy.counts.methods.get("eth_getTransactionReceipt", 0)
+                if strategy == "auto":  # anvil serves trace_filter
+                    assert receipts == 0, (name, proxy.counts.methods)
+                elif name == "succeeded":
+                    assert receipts == 1, proxy.counts.methods
+        assert live not in found["reverted"], "a reverted call changed nothing"
+        assert int(found["succeeded"][live].expired_date) == deadline

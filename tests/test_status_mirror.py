@@ -131,9 +131,11 @@ def test_a_restarted_server_is_asked_again(devnet, tmp_path) -> None:
         wait_until(lambda: http.get(STATUS.format(job_id)).status_code == 503, 5, 0.01)
         with grpc_server(rpc_url=devnet.url, deployment_path=devnet.deployment_path, db=db, port=port):
             job = wait_until(
-                lambda: (r := http.get(STATUS.format(job_id))).status_code == 200
-                and r.json()["job"]["status"] in ("completed", "failed", "cancelled")
-                and r.json()["job"],
+                lambda: (
+                    (r := http.get(STATUS.format(job_id))).status_code == 200
+                    and r.json()["job"]["status"] in ("completed", "failed", "cancelled")
+                    and r.json()["job"]
+                ),
                 120,
             )
     assert job["status"] == "completed", job

@@ -112,14 +112,17 @@ class LogScan:
                 return run
 
             def events(first: int = start, stop: int = end) -> list[Touch]:
-                return log_touches(self._logs(first, stop, addresses, stats), by_address)
+                return self._touches(first, stop, addresses, by_address, stats)
 
             yield tuple(gated(work) for work in (events, *self.silent.works(start, end, by_address)))
             start = end + 1
 
-    def _logs(self, start: int, end: int, addresses: list[str], stats: SyncStats) -> list[dict[str, Any]]:
-        """The logs of exactly start..end, in as many requests as the provider wants."""
-        logs: list[dict[str, Any]] = []
+    def _touches(
+        self, start: int, end: int, addresses: list[str], by_address: dict[str, EntityKind], stats: SyncStats
+    ) -> list[Touch]:
+        """The touches of the logs of exactly start..end, in as many requests as the provider wants (each
+        answer's logs are let go once read: a dense range split many times is never held whole)."""
+        touches: list[Touch] = []
         while start <= end:
             stop = min(end, start + self.sizer.size - 1)
             try:
@@ -138,9 +141,10 @@ class LogScan:
                 self.metrics.range_split("eth_getLogs")
                 continue
             self.sizer.answered(len(part))
-            logs += part
+            touches += log_touches(part, by_address)
+            del part
             start = stop + 1
-        return logs
+        return touches
 
     def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
         """The logs, fetched again (a few times) while the node's answers parse but make no sense."""

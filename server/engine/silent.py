@@ -10,7 +10,9 @@ found by one of the strategies of ``CHAINSYNC_SILENT_CHANGES``:
 - ``auto``: traces where the node serves them, else blocks;
 - ``off``: none (events only).
 
-A call counts only when its transaction's receipt says it succeeded. Under
+A call counts only when its transaction succeeded: a transaction's own call
+traced without an error did; for an internal call (or a block's transaction)
+the receipt says. Under
 ``auto``, whether an endpoint serves ``trace_filter`` is asked once per
 endpoint (``TraceSupport``: the server probes its endpoints when it starts and
 every hour, and again after traces failed) and the answer is logged once; a
@@ -198,15 +200,22 @@ class SilentChanges:
         return traces
 
     def _from_traces(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Touch]:
+        succeeded: list[Touch] = []
         candidates: dict[str, list[Touch]] = {}
         for trace in self._traces(start, stop, list(by_address)):
             action = trace.get("action", {})
             if trace.get("type") != "call" or trace.get("error") or action.get("callType") not in ("call", None):
                 continue
             touch = mutator_touch(action.get("to"), action.get("input"), trace["blockNumber"], by_address)
-            if touch:
+            if touch is None:
+                continue
+            if trace.get("traceAddress") == []:
+                # The transaction's own call, without an error: the transaction succeeded, no receipt needed.
+                succeeded.append(touch)
+            else:
+                # An internal call: a caller further up may have reverted it; the receipt says.
                 candidates.setdefault(trace["transactionHash"], []).append(touch)
-        return self._successful(candidates)
+        return succeeded + self._successful(candidates)
 
     def _from_blocks(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Touch]:
         candidates: dict[str, list[Touch]] = {}

@@ -5,8 +5,9 @@ Owns the order of the work, each step in as few round trips as it allows:
 1. setup: chain id and head in one batch (with the cursor's block, when an
    incremental sync continues from one), then the plan (server/jobs/sync_job.py);
 2. the window: the hash of each block of the job's reorg window, recorded
-   before any log of those blocks is read (server/engine/reorgs.py), with the
-   counters at toBlock fetched meanwhile when the plan needs them;
+   before any log of those blocks, or any state at toBlock, is read
+   (server/engine/reorgs.py); then the counters at toBlock when the plan
+   needs them, while the scan runs;
 3. the log scan, several chunks in flight, saved in block order
    (server/engine/scan.py);
 4. each entity's state at toBlock, several getter batches in flight
@@ -223,11 +224,17 @@ class SyncEngine:
 
     # -- the whole plan -----------------------------------------------------
 
-    def _counters_meanwhile(self, plan: SyncPlan, kind_names: list[str]) -> Future | None:
-        """The counters at toBlock, asked while the window is recorded, when the plan needs them."""
+    def _counters_meanwhile(self, plan: SyncPlan, kind_names: list[str], gate: WindowGate) -> Future | None:
+        """The counters at toBlock, when the plan needs them, asked as soon as the window is recorded (state
+        read before the hashes could come from a branch that the check at the end never sees)."""
         if not plan.full and plan.reread_from is None:
             return None
-        return self.pool.submit(copy_context().run, self.reader.counts, kind_names, plan.range.to_block)
+
+        def counts() -> dict[str, int]:
+            gate.wait()
+            return self.reader.counts(kind_names, plan.range.to_block)
+
+        return self.pool.submit(copy_context().run, counts)
 
     def _read(
         self,
@@ -259,13 +266,13 @@ class SyncEngine:
         for _ in range(self.options.reorg_retries + 1):
             stats.blocks_total = plan.range.size
             journal.save_plan(plan)
-            counters = self._counters_meanwhile(plan, kind_names)
             # The window is recorded while the chunks below it are scanned; a chunk in it waits for it (its logs
             # must be read after its hashes, for the check at the end to see a switch in between).
             recording = self.pool.submit(copy_context().run, self.record_window, plan, journal)
             gate = WindowGate(
                 recording, window_start(plan.range.to_block, self.options.reorg_window, plan.window_floor)
             )
+            counters = self._counters_meanwhile(plan, kind_names, gate)
             try:
                 self.scan.run(plan.range, by_address, stats, progress, journal, gate)
                 window, fork = gate.wait()
