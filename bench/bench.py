@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ REMOTE = Limits(rtt_s=0.050, rate=50.0, max_logs_range=2_000)  # a hosted provid
 TRANSPARENT = Limits(rtt_s=0.0, rate=0.0, max_logs_range=None)  # records requests, changes nothing
 
 CHUNK = 2_000
+BUSY_LOAD = 0.8  # a 1-minute load average above this before the run: the figures are not those of a quiet machine
 KINDS = {"proposals": "Proposals", "petitions": "Petitions", "reports": "Reports"}
 
 
@@ -210,12 +212,20 @@ def main() -> int:
     if args.memory:
         return run_memory(Path(args.out))
 
+    load_before = os.getloadavg()[0]
+    if load_before > BUSY_LOAD:
+        print(
+            f"warning: load average {load_before:.2f} before the run: another program is using the cores, and the "
+            "figures, the ratios too, are not a quiet machine's (on 2026-11-30, beside a test run: default d/a 0.77 "
+            "and the demo 50 ms away x2.4; quiet: 0.62 and x5.2)",
+            flush=True,
+        )
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", args.scale) as devnet:
         local = measure_local(devnet, Path(tmp), args)
         remote = measure_remote(devnet, Path(tmp))
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", "demo") as demo:
         remote["demo"] = measure_demo(demo, Path(tmp))
-    results = {**local, "remote": remote}
+    results = {**local, "remote": remote, "load_average_before": round(load_before, 2)}
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     if "memory" in previous:
         results["memory"] = previous["memory"]  # from the last `make bench-memory`
