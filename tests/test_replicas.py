@@ -104,7 +104,8 @@ def test_a_replica_answers_another_replicas_writes_within_a_second(devnet, schem
     """GetJob answers from memory (server/service/job_cache.py); another replica's write reaches it by
     NOTIFY, or by the reconciliation every second at the latest: the stated bound."""
     db, _schema = schema_url
-    env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_RPC_CONCURRENCY": "1"}  # a few seconds of progress writes
+    # a few seconds of progress writes: chunks of 40 blocks that never grow, one request at a time
+    env = {"CHAINSYNC_LOG_CHUNK": "40", "CHAINSYNC_LOG_CHUNK_MAX": "40", "CHAINSYNC_RPC_CONCURRENCY": "1"}
     with FaultProxy(devnet.url, Faults(delay_s=0.01)) as proxy:
         with grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db, extra_env=env) as a, \
                 grpc_server(rpc_url=proxy.url, deployment_path=devnet.deployment_path, db=db,
