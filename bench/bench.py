@@ -216,8 +216,7 @@ def main() -> int:
     if load_before > BUSY_LOAD:
         print(
             f"warning: load average {load_before:.2f} before the run: another program is using the cores, and the "
-            "figures, the ratios too, are not a quiet machine's (on 2026-11-30, beside a test run: default d/a 0.77 "
-            "and the demo 50 ms away x2.4; quiet: 0.62 and x5.2)",
+            "figures, the ratios too, are not a quiet machine's (README, Benchmark)",
             flush=True,
         )
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", args.scale) as devnet:
@@ -235,6 +234,17 @@ def main() -> int:
     return 0
 
 
+def job_and_ceiling(devnet, tmp: Path, silent: str) -> tuple[dict[str, Any], ceiling.Ceiling]:
+    """d (a job with event-less changes ``silent``, median of three) and a (its requests sent again)."""
+    d = run_chainsync(devnet, tmp, silent, runs=3)
+    a = ceiling.best(devnet.url, recorded_requests(devnet, tmp, silent))
+    print(
+        f"  d ({silent}): {d['seconds']:.2f} s {d['runs']}; a: {a.seconds:.2f} s at {a.concurrency} {a.by_concurrency}",
+        flush=True,
+    )
+    return d, a
+
+
 def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """a, b, c, d on loopback, and d / a in the default configuration."""
     addresses = {k: v for k, v in devnet.deployment.items() if isinstance(v, str)}
@@ -247,20 +257,8 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
     )
     blocks = end - start + 1
     print(f"bench chain: blocks {start}..{end}", flush=True)
-    d = run_chainsync(devnet, tmp, "off", runs=3)
-    a = ceiling.best(devnet.url, recorded_requests(devnet, tmp, "off"))
-    print(
-        f"  d chainsync (off): {d['seconds']:.2f} s {d['runs']}; a ceiling: {a.seconds:.2f} s at {a.concurrency} "
-        f"{a.by_concurrency}",
-        flush=True,
-    )
-    d_default = run_chainsync(devnet, tmp, "auto", runs=3)
-    a_default = ceiling.best(devnet.url, recorded_requests(devnet, tmp, "auto"))
-    print(
-        f"  d default: {d_default['seconds']:.2f} s {d_default['runs']}; a default: {a_default.seconds:.2f} s "
-        f"{a_default.by_concurrency}",
-        flush=True,
-    )
+    d, a = job_and_ceiling(devnet, tmp, "off")
+    d_default, a_default = job_and_ceiling(devnet, tmp, "auto")
     b = run_web3(devnet.url, addresses, start, end)
     print(f"  b web3.py:   {b['seconds']:.2f} s, {b['events']} events", flush=True)
     c = run_naive(devnet.url, addresses, start, end, args.naive_blocks, args.naive_dense_blocks)

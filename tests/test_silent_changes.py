@@ -16,10 +16,15 @@ import grpc
 import httpx
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
+from eth_abi import encode
+from eth_utils import function_signature_to_4byte_selector
 
+from devnet.command import open_devnet
+from devnet.rpc import Rpc, RpcError
 from tests.fault_proxy import FaultProxy, Faults
-from tests.processes import grpc_server
-from tests.stack import TERMINAL, wait_for_state
+from tests.processes import REPO, grpc_server
+from tests.remote_proxy import Limits, RemoteProxy
+from tests.stack import TERMINAL, wait_for_state, wait_until
 
 KIND_TYPES = {"proposals": jobs_pb2.JOB_TYPE_PROPOSALS_SYNC, "reports": jobs_pb2.JOB_TYPE_REPORTS_SYNC}
 
@@ -115,14 +120,7 @@ def test_a_trace_probe_answer_is_kept_for_a_while_then_asked_again(devnet) -> No
 def test_a_reverted_call_changes_nothing_and_a_direct_call_needs_no_receipt(tmp_path, strategy: str) -> None:
     """A mutator call that reverted is not a change; one that succeeded is. A transaction's own call traced
     without an error succeeded, so trace_filter needs no receipt for it; the block scan asks the receipts."""
-    from eth_abi import encode
-    from eth_utils import function_signature_to_4byte_selector
-
-    from devnet.command import open_devnet
-    from tests.remote_proxy import Limits, RemoteProxy
-    from tests.test_chain_changes import REPO, rpc
-
-    with open_devnet(REPO / ".devnet", "demo") as devnet:  # changed here: a devnet of its own
+    with open_devnet(REPO / ".devnet", "demo") as devnet, Rpc(devnet.url) as node:  # changed here: its own devnet
         url, proposals = devnet.url, devnet.deployment["Proposals"]
         admin, user = devnet.expected.owner, devnet.expected.users[0]
         deadline = 2**40
@@ -133,14 +131,17 @@ def test_a_reverted_call_changes_nothing_and_a_direct_call_needs_no_receipt(tmp_
             return {"from": sender, "to": proposals, "data": "0x" + data.hex(), "gas": hex(200_000)}
 
         def succeeds(tx: dict) -> bool:
-            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [tx]}).json()
-            return "error" not in answer
+            try:
+                node.call("eth_call", tx)
+            except RpcError:
+                return False
+            return True
 
         live = next(i for i in sorted(devnet.expected.proposals, reverse=True) if succeeds(extend(admin, i)))
         blocks = {}
         for name, sender in (("reverted", user), ("succeeded", admin)):  # not an admin: onlyAdmin reverts
-            tx_hash = rpc(url, "eth_sendTransaction", [extend(sender, live)])
-            receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])
+            tx_hash = node.call("eth_sendTransaction", extend(sender, live))
+            receipt = wait_until(lambda h=tx_hash: node.call("eth_getTransactionReceipt", h), 10, what="the receipt")
             assert receipt["status"] == ("0x0" if name == "reverted" else "0x1"), receipt
             blocks[name] = int(receipt["blockNumber"], 16)
 
