@@ -109,12 +109,14 @@ def test_two_jobs_on_one_endpoint_share_its_window(devnet, tmp_path, reference) 
 
 def test_a_cancel_stops_a_concurrent_scan_within_a_second(devnet, tmp_path) -> None:
     with RemoteProxy(devnet.url, Limits(rtt_s=0.1, rate=0, max_logs_range=None)) as proxy:
-        env = {"CHAINSYNC_RPC_CONCURRENCY": "8", "CHAINSYNC_LOG_CHUNK": "20"}
+        # chunks of 20 blocks that do not grow: a scan of many round trips, several at once
+        env = {"CHAINSYNC_RPC_CONCURRENCY": "8", "CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LOG_CHUNK_MAX": "20"}
         with server_behind(devnet, proxy, tmp_path / "j.db", **env) as server, grpc.insecure_channel(server.addr) as ch:
             stub = jobs_pb2_grpc.JobServiceStub(ch)
             job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
             wait_until(lambda: stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).stats.blocks_done > 100, 60)
-            assert proxy.counts.in_flight > 1, "the scan has several requests in flight"
+            # cancel at a moment when the scan has several requests in flight (between two waves it may have one)
+            wait_until(lambda: proxy.counts.in_flight > 1, 10, 0.005, "the scan to have several requests in flight")
             asked = time.monotonic()
             stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job_id))
             job = wait_for_state(stub, job_id, TERMINAL, 10)

@@ -102,15 +102,17 @@ class Gateway:
                 status, body = 404, b"no link named"
             else:
                 status, body = 200, served[cid] + (b" (altered)" if self.lie else b"")
-            handler.send_response(status)
-            handler.send_header("Content-Length", str(len(body)))
-            if throttled:
-                handler.send_header("Retry-After", "0")
-            handler.end_headers()
-            handler.wfile.write(body)
         finally:
+            # No longer in flight once the answer is decided: the client may send its next request as soon as
+            # it has the answer, before this thread would get back here after writing it.
             with self._lock:
                 self.in_flight -= 1
+        handler.send_response(status)
+        handler.send_header("Content-Length", str(len(body)))
+        if throttled:
+            handler.send_header("Retry-After", "0")
+        handler.end_headers()
+        handler.wfile.write(body)
 
     def reset(self) -> None:
         with self._lock:

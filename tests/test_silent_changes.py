@@ -96,7 +96,8 @@ def test_auto_on_a_node_without_traces_asks_once_says_so_once_and_no_job_pays_a_
         scrape = httpx.get(f"http://{server.metrics_addr}/metrics", timeout=10).text
     lines = [json.loads(line) for line in server.proc.stdout.read().splitlines() if line.startswith("{")]
     said = [line for line in lines if "does not serve trace_filter" in line["message"]]
-    assert len(said) == 1 and said[0]["level"] == "INFO" and said[0]["endpoint"] == proxy.url
+    about_traces = [line for line in lines if "trace" in line["message"]]  # shown when the check fails
+    assert len(said) == 1 and said[0]["level"] == "INFO" and said[0]["endpoint"] == proxy.url, about_traces
     assert not [line for line in lines if line["level"] == "WARNING" and "trace" in line["message"]]
     assert 'method="trace_filter",outcome="rpc_error"} 1.0' in scrape, "counted by method: the one probe"
     assert 'method="eth_getBlockByNumber"' in scrape
