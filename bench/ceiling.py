@@ -9,7 +9,10 @@ node it paces itself with a token bucket of the node's own rate and burst (it
 knows the limit, so it is never refused). The fastest run is the ceiling:
 what this request set costs over this network. How to find the best
 concurrency: try them all, keep the fastest (each run starts from a full
-bucket). A job's time against it says how close the job comes to that.
+bucket). Each is tried in two orders, as the job sent them and longest first
+(each request's time as the run at concurrency 1 measured it), so that a job
+cannot make its ceiling slower by the order it sends in. A job's time against
+it says how close the job comes to that.
 """
 
 from __future__ import annotations
@@ -51,14 +54,18 @@ class Pacer:
                 await asyncio.sleep((1 - self.tokens) / self.rate)
 
 
-async def _replay(url: str, bodies: list[bytes], concurrency: int, pacer: Pacer | None) -> float:
-    queue = list(reversed(bodies))
+async def _replay(
+    url: str, bodies: list[bytes], concurrency: int, pacer: Pacer | None, took: dict[int, float] | None = None
+) -> float:
+    """Sends bodies (in order, concurrency at once); with took, each one's time by its index."""
+    queue = list(reversed(list(enumerate(bodies))))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=120, limits=limits) as client:
 
         async def worker() -> None:
             while queue:
-                body = queue.pop()
+                index, body = queue.pop()
+                sent = time.perf_counter()
                 for _ in range(20):  # a 429 (not expected when paced) is waited out as it asks
                     if pacer:
                         await pacer.take()
@@ -68,6 +75,8 @@ async def _replay(url: str, bodies: list[bytes], concurrency: int, pacer: Pacer 
                     await asyncio.sleep(float(answer.headers.get("retry-after", "1")))
                 answer.raise_for_status()
                 orjson.loads(answer.content)
+                if took is not None:
+                    took[index] = time.perf_counter() - sent
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -75,12 +84,21 @@ async def _replay(url: str, bodies: list[bytes], concurrency: int, pacer: Pacer 
 
 
 def best(url: str, bodies: list[bytes], *, rate: float | None = None, before_each: object = None) -> Ceiling:
-    """The fastest replay of bodies to url over CONCURRENCIES (paced at rate, burst one second's worth)."""
+    """The fastest replay of bodies to url over CONCURRENCIES and two orders (paced at rate, burst one
+    second's worth)."""
     times: dict[int, float] = {}
-    for concurrency in CONCURRENCIES:
+    took: dict[int, float] = {}
+
+    def replay(order: list[bytes], concurrency: int, record: dict[int, float] | None = None) -> float:
         if callable(before_each):
             before_each()  # e.g. refill the proxy's bucket
         pacer = Pacer(rate, rate) if rate else None
-        times[concurrency] = asyncio.run(_replay(url, bodies, concurrency, pacer))
+        return asyncio.run(_replay(url, order, concurrency, pacer, record))
+
+    for concurrency in CONCURRENCIES:
+        times[concurrency] = replay(bodies, concurrency, took if concurrency == 1 else None)
+    longest_first = [bodies[i] for i in sorted(took, key=took.__getitem__, reverse=True)]
+    for concurrency in CONCURRENCIES[1:]:
+        times[concurrency] = min(times[concurrency], replay(longest_first, concurrency))
     fastest = min(times, key=times.__getitem__)
     return Ceiling(times[fastest], fastest, len(bodies), times)

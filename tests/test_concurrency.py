@@ -154,7 +154,7 @@ def test_a_server_killed_mid_scan_resumes_from_its_contiguous_checkpoint(devnet,
 
 def test_progress_never_goes_down_and_its_eta_is_about_right(devnet, tmp_path) -> None:
     with RemoteProxy(devnet.url, Limits(rtt_s=0.05, rate=0, max_logs_range=None)) as proxy:
-        env = {"CHAINSYNC_RPC_CONCURRENCY": "2", "CHAINSYNC_LOG_CHUNK": "20"}  # a few seconds of scan
+        env = {"CHAINSYNC_RPC_CONCURRENCY": "2", "CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LOG_CHUNK_MAX": "20"}  # ~3 s
         with server_behind(devnet, proxy, tmp_path / "j.db", **env) as server, grpc.insecure_channel(server.addr) as ch:
             stub = jobs_pb2_grpc.JobServiceStub(ch)
             job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id

@@ -119,11 +119,11 @@ def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> N
         stats = SyncStats()
         addresses = [devnet.deployment[c] for c in ("Proposals", "Petitions", "Reports")]
         by_address = {devnet.deployment[k.contract].lower(): k for k in engine.kinds.values()}
-        touches = engine.scan._touches(1, devnet.expected.head_block, addresses, by_address, stats)
+        touches, events = engine.scan._touches(1, devnet.expected.head_block, addresses, by_address, stats, 1)
         whole = rpc.call(
             "eth_getLogs", [{"fromBlock": "0x1", "toBlock": hex(devnet.expected.head_block), "address": addresses}]
         )
         assert stats.range_splits > 0 and engine.scan.sizer.size < 100_000, "the answer was too large: split"
-        assert touches == log_touches(whole, by_address), "every event, in order, from the smaller requests"
-        assert touches and len(whole) >= len(touches)
+        assert (touches, events) == log_touches(whole, by_address), "every event, in order, from the smaller requests"
+        assert touches and len(whole) >= len(touches) == events
         engine.close()

@@ -75,6 +75,7 @@ def test_a_replica_killed_mid_job_hands_the_job_to_a_live_one(devnet, schema_url
     env = {
         "CHAINSYNC_LEASE_SECONDS": LEASE_S,
         "CHAINSYNC_LOG_CHUNK": "20",
+        "CHAINSYNC_LOG_CHUNK_MAX": "20",  # chunks that do not grow: about 120 of them
         "CHAINSYNC_WORKERS": "1",
         "CHAINSYNC_RPC_CONCURRENCY": "1",  # one request at a time: slow enough to kill mid-job
     }

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from server.errors import ChainsyncError
@@ -78,6 +77,10 @@ def _signature(item: dict[str, Any]) -> str:
 def checksum(address: str) -> str:
     """EIP-55 form; cached, since a chain's records name the same few creators again and again."""
     return to_checksum_address(address)
+
+
+def _block_param(at: int | str | dict[str, str]) -> str | dict[str, str]:
+    return hex(at) if isinstance(at, int) else at
 
 
 def _to_json_value(abi_type: str) -> Callable[[Any], Any]:
@@ -171,6 +174,7 @@ class EntityKind:
     output_names: tuple[str, ...]
     output_types: tuple[str, ...]
     decode: Callable[[bytes], tuple[Any, ...]]
+    to_json: tuple[Callable[[Any], Any], ...]  # per output: its decoded value as the record's JSON value
 
     @property
     def name(self) -> str:
@@ -180,12 +184,14 @@ class EntityKind:
     def contract(self) -> str:
         return self.declared.contract
 
-    def getter_call(self, address: str, entity_id: int, block: int) -> tuple[str, list[Any]]:
-        data = self.getter_selector + abi_encode(["uint256"], [entity_id])
-        return "eth_call", [{"to": address, "data": "0x" + data.hex()}, hex(block)]
+    def getter_call(self, address: str, entity_id: int, at: int | str | dict[str, str]) -> tuple[str, list[Any]]:
+        """The getter's eth_call at block ``at``: a number, or a JSON-RPC block parameter (hex, {"blockHash"})."""
+        # the one uint256 argument is its 32-byte big-endian word (OverflowError past 2**256 - 1)
+        data = self.getter_selector + entity_id.to_bytes(_WORD, "big")
+        return "eth_call", [{"to": address, "data": "0x" + data.hex()}, _block_param(at)]
 
-    def counter_call(self, address: str, block: int) -> tuple[str, list[Any]]:
-        return "eth_call", [{"to": address, "data": "0x" + self.counter_selector.hex()}, hex(block)]
+    def counter_call(self, address: str, at: int | str | dict[str, str]) -> tuple[str, list[Any]]:
+        return "eth_call", [{"to": address, "data": "0x" + self.counter_selector.hex()}, _block_param(at)]
 
     def decode_record(self, entity_id: int, raw_hex: str) -> dict[str, Any]:
         """The getter's return values as a record: {"id": "7", "titleCid": ..., ...}."""
@@ -197,8 +203,8 @@ class EntityKind:
             )
         values = self.decode(bytes.fromhex(raw_hex[2:]))
         record: dict[str, Any] = {"id": str(entity_id)}
-        for name, abi_type, value in zip(self.output_names, self.output_types, values):
-            record[name] = _to_json_value(abi_type)(value)
+        for name, to_json, value in zip(self.output_names, self.to_json, values):
+            record[name] = to_json(value)
         return record
 
 
@@ -234,6 +240,7 @@ def build_kind(kind: RecordKind) -> EntityKind:
         output_names=tuple(o["name"] for o in getter["outputs"]),
         output_types=output_types,
         decode=make_decoder(output_types),
+        to_json=tuple(_to_json_value(t) for t in output_types),
     )
 
 

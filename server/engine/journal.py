@@ -8,15 +8,14 @@ whose ``checkpoint`` says how far the work got.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
+class Touch(NamedTuple):
     """An entity named in block ``block`` by the event at ``log_index``, or by a call (log_index -1).
 
-    ``created`` is the provenance when the event is the entity's creating event.
+    ``created`` is the provenance when the event is the entity's creating event. (A named tuple: a dense
+    range makes tens of thousands of them, and a tuple is the cheapest to make.)
     """
 
     kind: str
@@ -30,8 +29,9 @@ class SyncJournal(Protocol):
     """Where the engine saves its work as it goes, so that a job can resume.
 
     ``checkpoint`` holds the plan (range, what to read again, the reorg handled),
-    ``scannedTo`` (the last block whose logs are saved) and ``chunk`` (the
-    adaptive range size); ``save_scan`` saves one chunk's touches with it.
+    ``scannedTo`` (the last block whose logs are saved), ``events`` (how many
+    events the scan found up to there) and ``chunk`` (the adaptive range size);
+    ``save_scan`` saves one chunk's touches with it.
     """
 
     checkpoint: dict[str, Any]
@@ -47,10 +47,12 @@ class SyncJournal(Protocol):
     def save_window(self, hashes: dict[int, str]) -> None:
         """Replaces the job's window: the hash of each of its blocks."""
 
-    def event_count(self) -> int: ...
+    def event_count(self) -> int:
+        """How many events the saved scan found."""
 
     def rewind(self, from_block: int) -> None:
-        """Forgets touches and window hashes at or after from_block, and every record read (a reorg replaced them)."""
+        """Forgets touches (and their events) and window hashes at or after from_block, and every record read
+        (a reorg replaced them)."""
 
     def touched(self, kind: str) -> dict[int, Any]:
         """Entity id -> provenance of its creating event (None when not seen), of this job's scan."""

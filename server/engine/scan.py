@@ -67,9 +67,14 @@ class LogScan:
         progress: ProgressCallback,
         journal: SyncJournal,
         gate: Gate,
+        detail_from: int,
     ) -> None:
         """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order; a chunk's
-        work waits on the gate first (``gate.wait(last block)``: the job's window must be recorded)."""
+        work waits on the gate first (``gate.wait(last block)``: the job's window must be recorded).
+
+        Every touch is kept from block ``detail_from`` on; below it only creating events' (their
+        provenance), and no event-less change is looked for: a full sync reads every entity anyway and
+        needs the details of its reorg window only."""
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
@@ -78,14 +83,16 @@ class LogScan:
         log.info("scan started", extra={"blocks": f"{scanned_to + 1}..{rng.to_block}", "chunk": self.sizer.size})
         stats.scanning()
         chunks: list[tuple[int, int]] = []
-        items = self._chunk_works(scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate)
-        for n, (events, *calls) in enumerate(in_order(self.pool, items, self.ahead)):
+        items = self._chunk_works(
+            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail_from
+        )
+        for n, ((events, found), *calls) in enumerate(in_order(self.pool, items, self.ahead)):
             first, last = chunks[n]
-            journal.checkpoint.update(scannedTo=last, chunk=self.sizer.size)
+            stats.events_found += found
+            journal.checkpoint.update(scannedTo=last, chunk=self.sizer.size, events=stats.events_found)
             journal.save_scan(events + [touch for piece in calls for touch in piece])
             stats.blocks_done += last - first + 1
-            stats.events_found += len(events)
-            self.metrics.scanned(last - first + 1, len(events))
+            self.metrics.scanned(last - first + 1, found)
             progress(stats, f"Scanned blocks {rng.from_block}..{last} of ..{rng.to_block}")
 
     def _chunk_works(
@@ -97,9 +104,10 @@ class LogScan:
         stats: SyncStats,
         chunks: list[tuple[int, int]],
         gate: Gate,
+        detail_from: int,
     ) -> Iterator[tuple[Work, ...]]:
-        """Per chunk, in block order: its events and the pieces of its event-less calls (sized when the chunk is
-        made), all run at once."""
+        """Per chunk, in block order: its events and the pieces of its event-less calls from detail_from on
+        (sized when the chunk is made), all run at once."""
         while start <= last:
             end = self.sizer.end_of(start, last)
             chunks.append((start, end))
@@ -111,18 +119,27 @@ class LogScan:
 
                 return run
 
-            def events(first: int = start, stop: int = end) -> list[Touch]:
-                return self._touches(first, stop, addresses, by_address, stats)
+            def events(first: int = start, stop: int = end) -> tuple[list[Touch], int]:
+                return self._touches(first, stop, addresses, by_address, stats, detail_from)
 
-            yield tuple(gated(work) for work in (events, *self.silent.works(start, end, by_address)))
+            calls = self.silent.works(max(start, detail_from), end, by_address)
+            yield tuple(gated(work) for work in (events, *calls))
             start = end + 1
 
     def _touches(
-        self, start: int, end: int, addresses: list[str], by_address: dict[str, EntityKind], stats: SyncStats
-    ) -> list[Touch]:
-        """The touches of the logs of exactly start..end, in as many requests as the provider wants (each
-        answer's logs are let go once read: a dense range split many times is never held whole)."""
+        self,
+        start: int,
+        end: int,
+        addresses: list[str],
+        by_address: dict[str, EntityKind],
+        stats: SyncStats,
+        detail_from: int,
+    ) -> tuple[list[Touch], int]:
+        """The touches of the logs of exactly start..end (as log_touches keeps them) and how many events
+        there were, in as many requests as the provider wants (each answer's logs are let go once read: a
+        dense range split many times is never held whole)."""
         touches: list[Touch] = []
+        found = 0
         while start <= end:
             stop = min(end, start + self.sizer.size - 1)
             try:
@@ -141,10 +158,12 @@ class LogScan:
                 self.metrics.range_split("eth_getLogs")
                 continue
             self.sizer.answered(len(part))
-            touches += log_touches(part, by_address)
+            kept, events = log_touches(part, by_address, detail_from)
+            touches += kept
+            found += events
             del part
             start = stop + 1
-        return touches
+        return touches, found
 
     def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
         """The logs, fetched again (a few times) while the node's answers parse but make no sense."""
@@ -167,18 +186,30 @@ class LogScan:
         return logs
 
 
-def log_touches(logs: list[dict[str, Any]], by_address: dict[str, EntityKind]) -> list[Touch]:
-    """The entities the kinds' events name, with the provenance of each creating event."""
+def log_touches(
+    logs: list[dict[str, Any]], by_address: dict[str, EntityKind], detail_from: int = 0
+) -> tuple[list[Touch], int]:
+    """The entities the kinds' events name, with the provenance of each creating event, and how many events
+    of the kinds there were. Below block detail_from only the creating events' touches are kept."""
     touches: list[Touch] = []
+    found = 0
     for entry in logs:
-        kind = by_address.get(entry["address"].lower())
+        address = entry["address"]
+        kind = by_address.get(address) or by_address.get(address.lower())
         topics = entry["topics"]
-        if kind is None or entry.get("removed") or not topics or topics[0] not in kind.topics:
+        if kind is None or not topics or entry.get("removed"):
             continue
-        block, log_index = int(entry["blockNumber"], 16), int(entry["logIndex"], 16)
+        event = kind.topics.get(topics[0])
+        if event is None:
+            continue
+        found += 1
+        block = int(entry["blockNumber"], 16)
+        creating = topics[0] == kind.created_topic
+        if block < detail_from and not creating:
+            continue
+        log_index = int(entry["logIndex"], 16)
         created = None
-        if topics[0] == kind.created_topic:
+        if creating:
             created = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
-        entity_id = int(topics[kind.topics[topics[0]][1]], 16)
-        touches.append(Touch(kind.name, entity_id, block, log_index, created))
-    return touches
+        touches.append(Touch(kind.name, int(topics[event[1]], 16), block, log_index, created))
+    return touches, found

@@ -2,18 +2,28 @@
 
 Owns the order of the work, each step in as few round trips as it allows:
 
-1. setup: chain id and head in one batch (with the cursor's block, when an
-   incremental sync continues from one), then the plan (server/jobs/sync_job.py);
-2. the window: the hash of each block of the job's reorg window, recorded
-   before any log of those blocks, or any state at toBlock, is read
-   (server/engine/reorgs.py); then the counters at toBlock when the plan
-   needs them, while the scan runs;
+1. setup: chain id and the head block in one batch (with the cursor's block,
+   when an incremental sync continues from one), then the plan
+   (server/jobs/sync_job.py);
+2. the window: the hash of each block of the job's reorg window
+   (server/engine/reorgs.py), while the scan runs and, when the plan needs
+   them, the counters at toBlock are read;
 3. the log scan, several chunks in flight, saved in block order
    (server/engine/scan.py);
 4. each entity's state at toBlock, several getter batches in flight
-   (server/engine/reads.py);
+   (server/engine/reads.py), a full sync's from the moment its counters are
+   known;
 5. the check that the chain under the window did not move meanwhile; if it
    did, what still exists is kept and the work goes on from the fork.
+
+Every read must come from the chain the check compares with. When toBlock is
+the head the setup saw (no confirmations), its hash is known from the first
+round trip: state is read at that hash (EIP-1898: ``{"blockHash": ...}``, so
+the reads are that block's whatever happens after), the logs need only come
+after the setup, and the check runs beside the reads: three round trips in a
+row for a whole sync. Otherwise toBlock's hash is first known from the window:
+the window's logs and every state read wait for it, and the check comes after
+the reads (docs/decisions.md).
 
 Knows nothing of jobs or stores: it reports progress and hands touches and
 records to the journal it is given (server/engine/journal.py). How many
@@ -27,12 +37,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import Deployment, EntityKind
 from server.engine.journal import SyncJournal
 from server.engine.ranges import BlockRange, safe_head
-from server.engine.reads import StateReader
+from server.engine.reads import EarlyReads, StateReader
 from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
 from server.engine.scan import LogScan
 from server.engine.silent import SilentChanges, TraceSupport
@@ -71,6 +82,21 @@ class SyncPlan:
     after: str | None = None  # the cursor it continues from: a reorg below its range moves its start down
     reorg: Reorg | None = None  # the branch switch this job handles
     inherited: dict[int, str] = field(default_factory=dict)  # window hashes known good from the cursor
+    to_block_hash: str | None = None  # toBlock's hash as the setup saw it (the head): state is read at it
+
+    @property
+    def state_at(self) -> str | dict[str, str]:
+        """The JSON-RPC block parameter state at toBlock is read at: its hash when known (EIP-1898)."""
+        return {"blockHash": self.to_block_hash} if self.to_block_hash else hex(self.range.to_block)
+
+
+class ChainHead(NamedTuple):
+    """What the setup round trip found."""
+
+    chain_id: int
+    head: int
+    head_hash: str
+    cursor_hash: str | None  # the hash of the cursor's block now (None: no cursor, or the chain lacks it)
 
 
 class ChainMoved(Exception):
@@ -83,10 +109,11 @@ class WindowGate:
 
     recording: Future  # record_window's (window, first block gone or None)
     start: int  # the window's first block
+    pinned: bool = False  # toBlock's hash came with the setup: no read waits for the window
 
     def wait(self, last_block: int | None = None) -> tuple[dict[int, str], int | None]:
         """For a chunk ending at last_block (None: whatever): the window once recorded; ChainMoved if a block is gone."""
-        if last_block is not None and last_block < self.start:
+        if last_block is not None and (last_block < self.start or self.pinned):
             return {}, None
         window, gone = self.recording.result()
         if gone is not None:
@@ -137,21 +164,23 @@ class SyncEngine:
 
     # -- chain facts --------------------------------------------------------
 
-    def setup(self, check_block: int | None = None) -> tuple[int, int, str | None]:
-        """(chain id, head, hash of check_block or None) in one round trip; CHAIN_MISMATCH when the node is
-        not on the deployment file's chain."""
-        calls = [("eth_chainId", []), ("eth_blockNumber", [])]
+    def setup(self, check_block: int | None = None) -> ChainHead:
+        """Chain id, head and the hash of check_block in one round trip; CHAIN_MISMATCH when the node is not
+        on the deployment file's chain."""
+        calls = [("eth_chainId", []), ("eth_getBlockByNumber", ["latest", False])]
         if check_block is not None:
             calls.append(("eth_getBlockByNumber", [hex(check_block), False]))
         answers = self.rpc.batch(calls)
-        chain_id, head = int(answers[0], 16), int(answers[1], 16)
+        chain_id, latest = int(answers[0], 16), answers[1]
+        if not isinstance(latest, dict) or "number" not in latest or "hash" not in latest:
+            raise ChainsyncError("RPC_BAD_RESPONSE", "the node answered eth_getBlockByNumber(latest) without a block")
         expected = self.deployment.chain_id
         if expected is not None and int(expected) != chain_id:
             raise ChainsyncError(
                 "CHAIN_MISMATCH", f"the node is on chain {chain_id} but the deployment file is for chain {expected}"
             )
         checked = (answers[2] or {}).get("hash") if check_block is not None else None
-        return chain_id, head, checked
+        return ChainHead(chain_id, int(latest["number"], 16), latest["hash"], checked)
 
     def head(self) -> int:
         return int(self.rpc.call("eth_blockNumber", []), 16)
@@ -198,7 +227,10 @@ class SyncEngine:
         window.update({b: h for b, h in now.items() if h is not None})
         window = {b: h for b, h in window.items() if b >= start}
         journal.save_window(window)
-        return window, min((b for b, h in now.items() if h is None), default=None)
+        gone = min((b for b, h in now.items() if h is None), default=None)
+        if gone is None and plan.to_block_hash and window.get(to_block) != plan.to_block_hash:
+            gone = start  # the chain switched since the setup, somewhere in the window: all of it is suspect
+        return window, gone
 
     def _after_reorg(self, plan: SyncPlan, window: dict[int, str], fork: int, journal: SyncJournal) -> SyncPlan:
         """The plan once the chain under the job's window switched at fork (or lost blocks from fork on):
@@ -220,19 +252,22 @@ class SyncEngine:
             reread_from=reread_from,
             reorg=Reorg(fork_block, top - fork_block + 1),
             inherited={b: h for b, h in window.items() if b < fork},
+            to_block_hash=None,
         )
 
     # -- the whole plan -----------------------------------------------------
 
     def _counters_meanwhile(self, plan: SyncPlan, kind_names: list[str], gate: WindowGate) -> Future | None:
-        """The counters at toBlock, when the plan needs them, asked as soon as the window is recorded (state
-        read before the hashes could come from a branch that the check at the end never sees)."""
+        """The counters at toBlock, when the plan needs them: at once at toBlock's hash, else as soon as the
+        window is recorded (state read by number before the hashes could come from a branch that the check
+        at the end never sees)."""
         if not plan.full and plan.reread_from is None:
             return None
 
         def counts() -> dict[str, int]:
-            gate.wait()
-            return self.reader.counts(kind_names, plan.range.to_block)
+            if not gate.pinned:
+                gate.wait()
+            return self.reader.counts(kind_names, plan.state_at)
 
         return self.pool.submit(copy_context().run, counts)
 
@@ -244,6 +279,7 @@ class SyncEngine:
         stats: SyncStats,
         progress: ProgressCallback,
         journal: SyncJournal,
+        early: EarlyReads | None,
     ) -> tuple[dict[str, int], dict[str, list[str]]]:
         counts = counters.result() if counters is not None else None
         wanted = {}
@@ -251,7 +287,19 @@ class SyncEngine:
             every = set(range(1, counts[name] + 1)) if plan.full and counts else set()
             earlier = journal.earlier_touches(name, plan.reread_from) if plan.reread_from is not None else set()
             wanted[name] = (every, earlier)
-        return self.reader.read(plan.range.to_block, wanted, counts, stats, progress, journal)
+        return self.reader.read(plan.range.to_block, plan.state_at, wanted, counts, stats, progress, journal, early)
+
+    def _fork(self, window: dict[int, str]) -> int | None:
+        """The first block of the window the chain switched at since it was recorded (None: it did not)."""
+        return fork_point(window, self.hashes_now, self.options.reorg_window)
+
+    def _detail_from(self, plan: SyncPlan, gate: WindowGate) -> int:
+        """The first block whose every touch the scan keeps (server/engine/scan.py): all of them, but a full
+        sync reads every id at toBlock anyway and needs them only where its window is or may move to (a
+        shorter chain moves toBlock, and the window with it, down by at most a window per reorg handled)."""
+        if not plan.full:
+            return plan.range.from_block
+        return max(plan.range.from_block, gate.start - self.options.reorg_window * self.options.reorg_retries)
 
     def run(
         self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
@@ -266,25 +314,34 @@ class SyncEngine:
         for _ in range(self.options.reorg_retries + 1):
             stats.blocks_total = plan.range.size
             journal.save_plan(plan)
-            # The window is recorded while the chunks below it are scanned; a chunk in it waits for it (its logs
-            # must be read after its hashes, for the check at the end to see a switch in between).
+            # The window is recorded while the chunks below it are scanned; unless toBlock's hash came with the
+            # setup, a chunk in it waits for it (its logs must be read after the hashes the check compares with).
             recording = self.pool.submit(copy_context().run, self.record_window, plan, journal)
-            gate = WindowGate(
-                recording, window_start(plan.range.to_block, self.options.reorg_window, plan.window_floor)
-            )
+            start = window_start(plan.range.to_block, self.options.reorg_window, plan.window_floor)
+            gate = WindowGate(recording, start, pinned=plan.to_block_hash is not None)
             counters = self._counters_meanwhile(plan, kind_names, gate)
+            early = None
+            if plan.full and counters is not None:
+                early = self.reader.read_early(plan.state_at, kind_names, counters, journal)
+            check = None
             try:
-                self.scan.run(plan.range, by_address, stats, progress, journal, gate)
+                self.scan.run(plan.range, by_address, stats, progress, journal, gate, self._detail_from(plan, gate))
                 window, fork = gate.wait()
-                counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal)
+                if gate.pinned:  # the reads are toBlock's whatever the chain does now: check beside them
+                    check = self.pool.submit(copy_context().run, self._fork, window)
+                counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal, early)
             except ChainMoved:
                 window, fork = recording.result()
             except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
                 window, fork = recording.result()
-                if fork is None and fork_point(window, self.hashes_now, self.options.reorg_window) is None:
+                fork = fork if fork is not None else self._fork(window)  # now: a check started earlier is stale
+                if fork is None:
                     raise
+            finally:
+                if early is not None:
+                    early.cancel()
             if fork is None:
-                fork = fork_point(window, self.hashes_now, self.options.reorg_window)
+                fork = check.result() if check is not None else self._fork(window)
             if fork is None:
                 to_hash = window.get(plan.range.to_block) or self.block_hash(plan.range.to_block)
                 return SyncOutcome(plan, counts, dropped, to_hash, min(window, default=plan.range.from_block))

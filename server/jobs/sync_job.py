@@ -73,7 +73,7 @@ class StoreJournal:
         self.checkpoint.update(plan_to_checkpoint(plan))
 
     def save_scan(self, touches: list[Touch]) -> None:
-        rows = [(t.kind, t.entity_id, t.block, t.log_index, t.created) for t in touches]
+        rows = [tuple(t) for t in touches]
         self._written(self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows, owner=self.owner))
 
     def window(self) -> dict[int, str]:
@@ -83,10 +83,14 @@ class StoreJournal:
         self._written(self.store.save_window(self.job_id, hashes, owner=self.owner))
 
     def event_count(self) -> int:
-        return self.store.touched_event_count(self.job_id)
+        if "events" in self.checkpoint:
+            return int(self.checkpoint["events"])
+        return self.store.touched_event_count(self.job_id)  # a checkpoint saved before it counted them
 
     def rewind(self, from_block: int) -> None:
-        self.checkpoint.update(scannedTo=from_block - 1)
+        # The blocks from from_block on are in the job's window, where every event's touch is saved.
+        events = self.event_count() - self.store.touched_event_count(self.job_id, since=from_block)
+        self.checkpoint.update(scannedTo=from_block - 1, events=events)
         self._written(self.store.rewind(self.job_id, from_block, self.checkpoint, owner=self.owner))
 
     def touched(self, kind: str) -> dict[int, Any]:
@@ -215,8 +219,11 @@ def _run_engine(
     job = ctx.job
     resuming = "fromBlock" in job.checkpoint
     cursor = load_cursor(ctx.store, job) if job.request.get("incremental") and not resuming else None
-    chain_id, head, cursor_hash_now = engine.setup(cursor.to_block if cursor else None)
-    plan = make_plan(job, engine, deployment, deps, head, cursor, cursor_hash_now)
+    chain = engine.setup(cursor.to_block if cursor else None)
+    chain_id = chain.chain_id
+    plan = make_plan(job, engine, deployment, deps, chain.head, cursor, chain.cursor_hash)
+    if plan.range.to_block == chain.head and "fromBlock" not in job.checkpoint:
+        plan = replace(plan, to_block_hash=chain.head_hash)  # state is read at the block the setup saw
     rng = plan.range
     journal = StoreJournal(ctx.store, job.id, {**job.checkpoint, **plan_to_checkpoint(plan)}, ctx.owner, plan.after)
     scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
@@ -229,8 +236,13 @@ def _run_engine(
     message = f"{verb} blocks {rng.from_block}..{rng.to_block}"
     ctx.report(0, message, stats.as_dict(), force=True, from_block=rng.from_block, to_block=rng.to_block)
 
+    phase: list[tuple] = []
+
     def progress(s: SyncStats, message: str) -> None:
-        ctx.report(s.percent(), message, s.as_dict())
+        # a new phase (the reads began, a reorg was handled) is written at once, whatever the rate limit
+        now = (s.reads_began is not None, s.reorgs)
+        ctx.report(s.percent(), message, s.as_dict(), force=phase != [now])
+        phase[:] = [now]
 
     outcome = engine.run(plan, list(JOB_TYPES[job.type]), stats, progress, journal)
     rng = outcome.plan.range

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -318,12 +319,24 @@ def fewer_malloc_arenas() -> None:
         pass  # not glibc: nothing to do
 
 
+def fewer_collections() -> None:
+    """A job parses eth_getLogs answers of up to 16 MiB into tens of thousands of dicts at once. With the
+    default threshold (a young-generation collection every 700 allocations) the collector runs hundreds of
+    times per answer, and its older generations rescan everything alive: parsing the bench chain's dense
+    answer (14 MB) took 46 to 130 ms instead of 37. What exists at start-up is frozen (never rescanned),
+    and collections come every 50,000 allocations; the server makes little cyclic garbage."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def run(settings: Settings) -> None:
     secrets = list(Tokens.parse(settings.api_token).values()) if settings.api_token else []
     if "://" in settings.db:
         secrets.append(urlsplit(settings.db).password or "")
     logs.setup(settings.log_format, settings.log_level, logs.secrets_of(secrets, settings.rpc_urls))
     fewer_malloc_arenas()
+    fewer_collections()
     if not asyncio.run(serve(settings)):
         # A job still blocked on the node after the grace period: its state stays
         # in the store; leave without joining its thread.

@@ -424,8 +424,9 @@ class JobStore:
         rows = self.connector.read(lambda tx: tx.all("touched_entities", job_id=job_id, kind=kind))
         return {row["entity_id"]: json.loads(row["created"]) if row["created"] else None for row in rows}
 
-    def touched_event_count(self, job_id: str) -> int:
-        return self.connector.read(lambda tx: tx.one("touched_event_count", job_id=job_id)["count"])
+    def touched_event_count(self, job_id: str, since: int = 0) -> int:
+        """How many of the saved touches at or after block since came from events."""
+        return self.connector.read(lambda tx: tx.one("touched_event_count", job_id=job_id, since=since)["count"])
 
     def rewind(self, job_id: str, from_block: int, checkpoint: dict[str, Any], owner: str | None = None) -> bool:
         """Forgets the touches at or after from_block and every record read, with the new checkpoint

@@ -54,8 +54,8 @@ UPDATE jobs SET checkpoint = :checkpoint WHERE id = :job_id;
 SELECT entity_id, MAX(created) AS created FROM touched WHERE job_id = :job_id AND kind = :kind GROUP BY entity_id;
 
 -- touched_event_count --
--- How many events the saved touches came from (log_index -1: a read, not an event)
-SELECT COUNT(*) AS count FROM touched WHERE job_id = :job_id AND log_index >= 0;
+-- How many events the saved touches at or after a block came from (log_index -1: a call, not an event)
+SELECT COUNT(*) AS count FROM touched WHERE job_id = :job_id AND log_index >= 0 AND block >= :since;
 
 -- forget_touched_from --
 -- Drops the touches at or after a block (the chain changed there)
