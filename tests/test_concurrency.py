@@ -7,7 +7,9 @@ records are exactly those of a clean run; the endpoint's window never passes
 CHAINSYNC_RPC_CONCURRENCY, even shared by two jobs; a rate limit shrinks it
 and the job still completes; a cancel stops a concurrent scan within a
 second; a server killed mid-scan resumes from its contiguous checkpoint;
-progress never goes down and its ETA is about right.
+progress never goes down and its ETA is about right; a full sync reads its
+records while it scans, at the head's hash, and looks for event-less calls
+only near its reorg window.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import orjson
 import pytest
 from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf.json_format import MessageToDict
@@ -171,3 +174,37 @@ def test_progress_never_goes_down_and_its_eta_is_about_right(devnet, tmp_path) -
     at, job = halfway[0]
     left = end - at
     assert left / 4 <= job.stats.eta_seconds <= left * 4, (job.stats.eta_seconds, left)
+
+
+def test_a_full_sync_reads_at_the_heads_hash_while_it_scans_and_looks_for_calls_only_near_its_window(
+    devnet, tmp_path, reference
+) -> None:
+    """The requests a full sync sends, as the node sees them: every state read names the block by the hash
+    the result reports (EIP-1898), getter reads go out while eth_getLogs chunks still do, and trace_filter
+    covers only the blocks near the reorg window (every id is read at toBlock anyway)."""
+    window, retries = 128, 3  # the defaults: CHAINSYNC_REORG_WINDOW, SyncOptions.reorg_retries
+    with RemoteProxy(devnet.url, Limits(rtt_s=0.01, rate=0, max_logs_range=None), record=True) as proxy:
+        env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LOG_CHUNK_MAX": "20"}  # a scan of about 120 chunks
+        with server_behind(devnet, proxy, tmp_path / "j.db", **env) as server:
+            wait_until(lambda: "trace_filter" in proxy.counts.methods, 10, what="the server's trace_filter probe")
+            proxy.reset()
+            with grpc.insecure_channel(server.addr) as channel:
+                stub = jobs_pb2_grpc.JobServiceStub(channel)
+                job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+                job = wait_for_state(stub, job_id, TERMINAL, 120)
+                result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+            calls = [call for body in proxy.recorded for call in _calls(body)]
+    assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+    assert {k: [MessageToDict(r) for r in getattr(result, k)] for k in reference} == reference
+    state_reads = [c["params"][1] for c in calls if c["method"] == "eth_call"]
+    assert state_reads and all(at == {"blockHash": result.to_block_hash} for at in state_reads), state_reads[:3]
+    methods = [c["method"] for c in calls]
+    last_logs = len(methods) - 1 - methods[::-1].index("eth_getLogs")
+    assert methods.index("eth_call") < last_logs, "records are read while the scan still asks for logs"
+    traced_from = [int(c["params"][0]["fromBlock"], 16) for c in calls if c["method"] == "trace_filter"]
+    assert traced_from and min(traced_from) >= result.to_block - window * (retries + 1) + 1, min(traced_from)
+
+
+def _calls(body: bytes) -> list[dict]:
+    request = orjson.loads(body)
+    return request if isinstance(request, list) else [request]

@@ -421,3 +421,44 @@ def test_a_reorg_racing_a_running_job(devnet, tmp_path) -> None:
             view.apply(result)
             assert "old-branch" not in {r.title_cid for r in result.reports}
             assert_view_is_the_chain(view, devnet)
+
+
+def test_a_switch_between_the_setup_and_the_windows_recording_syncs_the_window_again(devnet, tmp_path) -> None:
+    """A job whose toBlock is the head reads state at the hash its first round trip saw. If the chain
+    switched before its window was recorded (here: a hash the chain never had, as the setup would have seen
+    on the branch now gone), the window is suspect: it is scanned again and read by number, and the records
+    are the chain's, as a job that saw the right hash reads them."""
+    from server.engine.contracts import entity_kinds
+    from server.engine.contracts import load_deployment as engine_deployment
+    from server.engine.ranges import BlockRange
+    from server.engine.stats import SyncStats
+    from server.engine.sync import SyncEngine, SyncOptions, SyncPlan
+    from server.jobs.store import JobRecord, JobStore, SQLiteConnector
+    from server.jobs.sync_job import StoreJournal
+    from server.transport.rpc import JsonRpc
+
+    store = JobStore(SQLiteConnector(tmp_path / "jobs.sqlite3"))
+    deployment = engine_deployment(devnet.deployment_path)
+    head = devnet.expected.head_block
+    start = min(devnet.deployment["deploymentBlocks"].values())
+    names = [kind.name for kind in KINDS]
+    outcomes = {}
+    with JsonRpc([devnet.url]) as rpc:
+        right_hash = rpc.call("eth_getBlockByNumber", [hex(head), False])["hash"]
+        for seen, to_block_hash in (("right", right_hash), ("gone", "0x" + "ab" * 32)):
+            store.create(JobRecord(id=seen, type="blockchain_sync", request={"isFullSync": True}, timeout_s=60))
+            assert store.claim_next("a", 30).id == seen
+            engine = SyncEngine(rpc, deployment, entity_kinds(), SyncOptions(silent_changes="off"))
+            plan = SyncPlan(BlockRange(start, head), full=True, window_floor=start, to_block_hash=to_block_hash)
+            stats = SyncStats()
+            outcome = engine.run(plan, names, stats, lambda *_: None, StoreJournal(store, seen, {}, "a", None))
+            engine.close()
+            records = {name: list(store.records(seen, name)) for name in names}
+            outcomes[seen] = (outcome, stats, records)
+    (right, right_stats, right_records), (gone, gone_stats, gone_records) = outcomes["right"], outcomes["gone"]
+    assert right_stats.reorgs == 0 and gone_stats.reorgs == 1
+    assert gone.plan.to_block_hash is None and gone.to_block_hash == right.to_block_hash == right_hash
+    assert gone_records == right_records and gone.counts == right.counts
+    assert sum(len(r) for r in right_records.values()) == sum(devnet.expected.counts[n] for n in names)
+    assert gone_stats.events_found == right_stats.events_found > 0, "the window's events are not counted twice"
+    store.close()
