@@ -11,8 +11,10 @@ Between every client and the upstream node it
   limits do: a burst is allowed, a steady excess is not); a refused request
   is not forwarded. A JSON-RPC batch is one request;
 - counts requests, the most in flight at once, 429s and range refusals, and
-  (``record=True``) keeps the body of every request it forwarded: the bench's
-  ceiling sends exactly those again (bench/ceiling.py).
+  (``record=True``) keeps the body of every request it forwarded (the bench's
+  ceiling sends exactly those again, bench/ceiling.py) and when each answer
+  left;
+- can make some methods slower than the rest (``slower``: seconds added).
 
 It speaks plain HTTP/1.1 with keep-alive (what JSON-RPC clients send), runs
 its own event loop in a thread (``with RemoteProxy(url) as proxy``) or as a
@@ -47,6 +49,7 @@ class Limits:
     rate: float = 50.0  # requests per second; 0: no limit
     burst: float | None = None  # bucket size; None: one second's worth (rate)
     max_logs_range: int | None = 2_000
+    slower: dict[str, float] = field(default_factory=dict)  # method -> seconds added to its round trip
 
 
 @dataclass
@@ -83,6 +86,7 @@ class RemoteProxy:
         self.counts = Counts()
         self.record = record
         self.recorded: list[bytes] = []  # bodies forwarded upstream, in order (with record=True)
+        self.answered: list[tuple[float, bytes]] = []  # (monotonic time, body) as their answers left (record=True)
         self._port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -109,6 +113,7 @@ class RemoteProxy:
         """Counts and records from zero, and a full bucket (between two measured runs)."""
         self.counts = Counts()
         self.recorded = []
+        self.answered = []
         self._bucket = self._new_bucket()
 
     def _new_bucket(self) -> TokenBucket | None:
@@ -162,10 +167,8 @@ class RemoteProxy:
                 error = {"jsonrpc": "2.0", "id": None, "error": {"code": 429, "message": "Too Many Requests"}}
                 return 429, {"Retry-After": str(max(1, math.ceil(wait)))}, json.dumps(error).encode()
             request = _parse(body)
-            for call in request if isinstance(request, list) else [request]:
-                if isinstance(call, dict):
-                    name = str(call.get("method"))
-                    counts.methods[name] = counts.methods.get(name, 0) + 1
+            for name in _methods(request):
+                counts.methods[name] = counts.methods.get(name, 0) + 1
             refusal = self._range_refusal(request)
             if refusal is not None:
                 counts.range_refused += 1
@@ -176,6 +179,11 @@ class RemoteProxy:
             upstream = await self._client.post(
                 self.upstream, content=body, headers={"content-type": "application/json"}
             )
+            slower = max((self.limits.slower.get(m, 0.0) for m in _methods(request)), default=0.0)
+            if slower:
+                await asyncio.sleep(slower)
+            if self.record:
+                self.answered.append((time.monotonic(), body))
             return upstream.status_code, {}, upstream.content
         finally:
             counts.in_flight -= 1
@@ -193,6 +201,12 @@ class RemoteProxy:
             return None
         message = ALCHEMY_RANGE.format(start=hex(start), end=hex(start + cap - 1))
         return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32602, "message": message}}
+
+
+def _methods(request: Any) -> list[str]:
+    """The JSON-RPC methods a request (one call or a batch) calls."""
+    calls = request if isinstance(request, list) else [request]
+    return [str(call.get("method")) for call in calls if isinstance(call, dict)]
 
 
 def _parse(body: bytes) -> Any:

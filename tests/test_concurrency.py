@@ -180,11 +180,13 @@ def test_a_full_sync_reads_at_the_heads_hash_while_it_scans_and_looks_for_calls_
     devnet, tmp_path, reference
 ) -> None:
     """The requests a full sync sends, as the node sees them: every state read names the block by the hash
-    the result reports (EIP-1898), getter reads go out while eth_getLogs chunks still do, and trace_filter
-    covers only the blocks near the reorg window (every id is read at toBlock anyway)."""
+    the result reports (EIP-1898), the records are read while the scan's last chunks are in flight (here
+    eth_getLogs is slow), and trace_filter covers only the blocks near the reorg window (every id is read
+    at toBlock anyway)."""
     window, retries = 128, 3  # the defaults: CHAINSYNC_REORG_WINDOW, SyncOptions.reorg_retries
-    with RemoteProxy(devnet.url, Limits(rtt_s=0.01, rate=0, max_logs_range=None), record=True) as proxy:
-        env = {"CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LOG_CHUNK_MAX": "20"}  # a scan of about 120 chunks
+    limits = Limits(rtt_s=0.01, rate=0, max_logs_range=None, slower={"eth_getLogs": 0.3})
+    with RemoteProxy(devnet.url, limits, record=True) as proxy:
+        env = {"CHAINSYNC_LOG_CHUNK": "200", "CHAINSYNC_LOG_CHUNK_MAX": "200"}  # about 12 chunks
         with server_behind(devnet, proxy, tmp_path / "j.db", **env) as server:
             wait_until(lambda: "trace_filter" in proxy.counts.methods, 10, what="the server's trace_filter probe")
             proxy.reset()
@@ -194,13 +196,14 @@ def test_a_full_sync_reads_at_the_heads_hash_while_it_scans_and_looks_for_calls_
                 job = wait_for_state(stub, job_id, TERMINAL, 120)
                 result = stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
             calls = [call for body in proxy.recorded for call in _calls(body)]
+            answered = [(at, [c["method"] for c in _calls(body)]) for at, body in proxy.answered]
     assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
     assert {k: [MessageToDict(r) for r in getattr(result, k)] for k in reference} == reference
     state_reads = [c["params"][1] for c in calls if c["method"] == "eth_call"]
     assert state_reads and all(at == {"blockHash": result.to_block_hash} for at in state_reads), state_reads[:3]
-    methods = [c["method"] for c in calls]
-    last_logs = len(methods) - 1 - methods[::-1].index("eth_getLogs")
-    assert methods.index("eth_call") < last_logs, "records are read while the scan still asks for logs"
+    last_logs = max(at for at, methods in answered if "eth_getLogs" in methods)
+    getter_batches = [at for at, methods in answered if methods == ["eth_call"] * len(methods) and len(methods) > 3]
+    assert getter_batches and max(getter_batches) < last_logs, "every record read before the scan's last answer"
     traced_from = [int(c["params"][0]["fromBlock"], 16) for c in calls if c["method"] == "trace_filter"]
     assert traced_from and min(traced_from) >= result.to_block - window * (retries + 1) + 1, min(traced_from)
 

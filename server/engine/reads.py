@@ -8,9 +8,10 @@ to a JSON-RPC batch, a window of batches in flight (server/engine/pipeline.py),
 each page decoded by the kind's lean decoder and saved in order.
 
 A full sync knows its ids once the counters are read, long before its scan
-ends: ``read_early`` reads those pages while the scan runs, up to
-EARLY_RECORDS records held, and ``read`` saves them once the scan has found
-each record's creating event (its ``created`` provenance).
+ends: ``read_early`` reads those pages while the scan's last chunks are in
+flight (the scan's requests go first: its last chunk is the job's longest
+wait), up to EARLY_RECORDS records held, and ``read`` saves them once the
+scan has found each record's creating event (its ``created`` provenance).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError as Cancelled
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
@@ -47,18 +49,23 @@ def pages_of(name: str, ids: list[int]) -> list[Page]:
 class EarlyReads:
     """A full sync's pages, read while its scan runs and handed over in order (see the module docstring).
 
-    Its thread waits for the counters, plans every id 1..counter not saved yet, and reads the pages a window
-    at a time into a bounded queue; ``pages`` is that plan, ``next`` the next page's records (or the error
-    reading it), ``cancel`` drops the rest (a reorg, a failed scan).
+    Its thread waits until ``start`` is set (the scan has sent its last chunk), plans every id 1..counter not
+    saved yet, and reads the pages a window at a time into a bounded queue; ``pages`` is that plan, ``next``
+    the next page's records (or the error reading it), ``cancel`` drops the rest (a reorg, a failed scan).
     """
 
     def __init__(
-        self, pool: ThreadPoolExecutor, plan: Callable[[], list[Page]], read: Callable[[Page], Any], ahead: int
+        self,
+        pool: ThreadPoolExecutor,
+        start: threading.Event,
+        plan: Callable[[], list[Page]],
+        read: Callable[[Page], Any],
+        ahead: int,
     ):
         self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=max(1, EARLY_RECORDS // MAX_BATCH))
         self._cancelled = threading.Event()
         self._planned: Future = Future()
-        self._pool, self._plan, self._read, self._ahead = pool, plan, read, ahead
+        self._pool, self._start, self._plan, self._read, self._ahead = pool, start, plan, read, ahead
         pool.submit(copy_context().run, self._run)
 
     def pages(self) -> list[Page]:
@@ -75,6 +82,9 @@ class EarlyReads:
 
     def _run(self) -> None:
         try:
+            while not self._start.wait(0.05):
+                if self._cancelled.is_set():
+                    raise Cancelled()
             pages = self._plan()
         except BaseException as exc:  # handed to whoever asks for the plan
             self._planned.set_exception(exc)
@@ -123,8 +133,11 @@ class StateReader:
         calls = [self.kinds[n].counter_call(self.deployment.addresses[self.kinds[n].contract], at) for n in kind_names]
         return {name: int(answer, 16) for name, answer in zip(kind_names, self.rpc.batch(calls))}
 
-    def read_early(self, at: BlockParam, kind_names: list[str], counters: Future, journal: SyncJournal) -> EarlyReads:
-        """A full sync's every id 1..counter at block ``at``, read while the scan runs (``read`` saves them)."""
+    def read_early(
+        self, at: BlockParam, kind_names: list[str], counters: Future, journal: SyncJournal, start: threading.Event
+    ) -> EarlyReads:
+        """A full sync's every id 1..counter at block ``at``, read from the moment ``start`` is set while the scan
+        runs (``read`` saves them)."""
 
         def plan() -> list[Page]:
             counts = counters.result()
@@ -134,7 +147,7 @@ class StateReader:
                 pages += pages_of(name, [i for i in range(1, counts[name] + 1) if str(i) not in done])
             return pages
 
-        return EarlyReads(self.pool, plan, lambda page: self._page(page, at), self.ahead)
+        return EarlyReads(self.pool, start, plan, lambda page: self._page(page, at), self.ahead)
 
     def _page(self, page: Page, at: BlockParam) -> list[dict[str, Any]]:
         """One page's records, decoded (without their provenance: the scan's to give)."""

@@ -13,6 +13,7 @@ from what it said.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -68,29 +69,32 @@ class LogScan:
         journal: SyncJournal,
         gate: Gate,
         detail_from: int,
+        last_sent: threading.Event,
     ) -> None:
         """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order; a chunk's
         work waits on the gate first (``gate.wait(last block)``: the job's window must be recorded).
 
         Every touch is kept from block ``detail_from`` on; below it only creating events' (their
         provenance), and no event-less change is looked for: a full sync reads every entity anyway and
-        needs the details of its reorg window only."""
+        needs the details of its reorg window only. ``last_sent`` is set once the last chunk is on its way
+        (or there is none)."""
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
         if scanned_to >= rng.to_block:
+            last_sent.set()
             return
         log.info("scan started", extra={"blocks": f"{scanned_to + 1}..{rng.to_block}", "chunk": self.sizer.size})
         stats.scanning()
         chunks: list[tuple[int, int]] = []
         items = self._chunk_works(
-            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail_from
+            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail_from, last_sent
         )
         for n, ((events, found), *calls) in enumerate(in_order(self.pool, items, self.ahead)):
             first, last = chunks[n]
             stats.events_found += found
             journal.checkpoint.update(scannedTo=last, chunk=self.sizer.size, events=stats.events_found)
-            journal.save_scan(events + [touch for piece in calls for touch in piece])
+            journal.save_scan(events + _calls_not_named(events, calls))
             stats.blocks_done += last - first + 1
             self.metrics.scanned(last - first + 1, found)
             progress(stats, f"Scanned blocks {rng.from_block}..{last} of ..{rng.to_block}")
@@ -105,6 +109,7 @@ class LogScan:
         chunks: list[tuple[int, int]],
         gate: Gate,
         detail_from: int,
+        last_sent: threading.Event,
     ) -> Iterator[tuple[Work, ...]]:
         """Per chunk, in block order: its events and the pieces of its event-less calls from detail_from on
         (sized when the chunk is made), all run at once."""
@@ -123,6 +128,8 @@ class LogScan:
                 return self._touches(first, stop, addresses, by_address, stats, detail_from)
 
             calls = self.silent.works(max(start, detail_from), end, by_address)
+            if end == last:
+                last_sent.set()  # (it is submitted as it is handed over)
             yield tuple(gated(work) for work in (events, *calls))
             start = end + 1
 
@@ -184,6 +191,13 @@ class LogScan:
             if not start <= int(entry["blockNumber"], 16) <= end:
                 raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {entry['blockNumber']}")
         return logs
+
+
+def _calls_not_named(events: list[Touch], calls: list[list[Touch]]) -> list[Touch]:
+    """The calls' touches but those of an entity an event names in the same block: that touch says it already
+    (every use of a touch asks which entities a block touched), and a dense block has thousands of both."""
+    named = {(t.kind, t.entity_id, t.block) for t in events}
+    return [t for piece in calls for t in piece if (t.kind, t.entity_id, t.block) not in named]
 
 
 def log_touches(

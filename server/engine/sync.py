@@ -33,6 +33,7 @@ requests fly at once is the endpoint's window (server/transport/endpoints.py).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
@@ -320,12 +321,13 @@ class SyncEngine:
             start = window_start(plan.range.to_block, self.options.reorg_window, plan.window_floor)
             gate = WindowGate(recording, start, pinned=plan.to_block_hash is not None)
             counters = self._counters_meanwhile(plan, kind_names, gate)
-            early = None
+            last_sent, early = threading.Event(), None
             if plan.full and counters is not None:
-                early = self.reader.read_early(plan.state_at, kind_names, counters, journal)
+                early = self.reader.read_early(plan.state_at, kind_names, counters, journal, last_sent)
             check = None
             try:
-                self.scan.run(plan.range, by_address, stats, progress, journal, gate, self._detail_from(plan, gate))
+                detail_from = self._detail_from(plan, gate)
+                self.scan.run(plan.range, by_address, stats, progress, journal, gate, detail_from, last_sent)
                 window, fork = gate.wait()
                 if gate.pinned:  # the reads are toBlock's whatever the chain does now: check beside them
                     check = self.pool.submit(copy_context().run, self._fork, window)

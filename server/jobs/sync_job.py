@@ -64,6 +64,9 @@ class StoreJournal:
         self.checkpoint = dict(checkpoint)
         self.owner = owner
         self.after = after  # the cursor: the job this one continues from
+        # kind -> id -> provenance of what this process saved: the whole scan when it began here (else None, and
+        # the store says); saves reading every touch back before the reads
+        self._touched: dict[str, dict[int, Any]] | None = {} if "scannedTo" not in checkpoint else None
 
     def _written(self, ok: bool) -> None:
         if not ok:
@@ -75,6 +78,11 @@ class StoreJournal:
     def save_scan(self, touches: list[Touch]) -> None:
         rows = [tuple(t) for t in touches]
         self._written(self.store.save_chunk(self.job_id, checkpoint=self.checkpoint, touched=rows, owner=self.owner))
+        if self._touched is not None:
+            for t in touches:
+                ids = self._touched.setdefault(t.kind, {})
+                if t.created is not None or t.entity_id not in ids:
+                    ids[t.entity_id] = t.created
 
     def window(self) -> dict[int, str]:
         return self.store.window(self.job_id)
@@ -91,9 +99,12 @@ class StoreJournal:
         # The blocks from from_block on are in the job's window, where every event's touch is saved.
         events = self.event_count() - self.store.touched_event_count(self.job_id, since=from_block)
         self.checkpoint.update(scannedTo=from_block - 1, events=events)
+        self._touched = None  # which ids stay touched is the store's to say now
         self._written(self.store.rewind(self.job_id, from_block, self.checkpoint, owner=self.owner))
 
     def touched(self, kind: str) -> dict[int, Any]:
+        if self._touched is not None:
+            return dict(self._touched.get(kind, {}))
         return self.store.touched(self.job_id, kind)
 
     def earlier_touches(self, kind: str, since: int) -> set[int]:
