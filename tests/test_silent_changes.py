@@ -167,3 +167,22 @@ def test_a_reverted_call_changes_nothing_and_a_direct_call_needs_no_receipt(tmp_
                     assert receipts == 1, proxy.counts.methods
         assert live not in found["reverted"], "a reverted call changed nothing"
         assert int(found["succeeded"][live].expired_date) == deadline
+
+
+def test_a_trace_range_the_node_refuses_is_learned_as_the_node_states_it(devnet) -> None:
+    """anvil answers trace_filter over more than 300 blocks with "block range too large, currently limited
+    to 300": the next requests, and the server's next jobs, ask for 300 blocks (not half of what was refused,
+    which would take more requests), and they find what smaller requests find."""
+    from server.engine.contracts import entity_kinds
+    from server.engine.silent import SilentChanges, TraceSupport
+    from server.metrics import NO_METRICS
+    from server.transport.rpc import JsonRpc
+
+    by_address = {devnet.deployment[k.contract].lower(): k for k in entity_kinds().values()}
+    head = devnet.expected.head_block
+    with JsonRpc([devnet.url]) as rpc:
+        support = TraceSupport()
+        learned = SilentChanges(rpc, "trace", 50_000, support, NO_METRICS).touches(head - 999, head, by_address)
+        assert support.ranges[devnet.url] == 300
+        small = SilentChanges(rpc, "trace", 100, TraceSupport(), NO_METRICS).touches(head - 999, head, by_address)
+    assert learned and sorted(learned) == sorted(small)

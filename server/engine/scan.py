@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.engine.chunks import ChunkSizer
@@ -35,6 +36,15 @@ log = logging.getLogger("chainsync.sync")
 
 REFETCH_MALFORMED = RetryPolicy(attempts=3, base_delay_s=0.0, jitter=False)  # an answer that parsed but made no sense
 ProgressCallback = Callable[[SyncStats, str], None]
+
+
+@dataclass(frozen=True)
+class Detail:
+    """Which touches a scan keeps: every event's from block ``events_from`` on, creating events' only below it
+    (their provenance); event-less calls from block ``calls_from`` on, none below it."""
+
+    events_from: int
+    calls_from: int
 
 
 class Gate(Protocol):
@@ -68,16 +78,14 @@ class LogScan:
         progress: ProgressCallback,
         journal: SyncJournal,
         gate: Gate,
-        detail_from: int,
+        detail: Detail,
         last_sent: threading.Event,
     ) -> None:
         """Scans from the checkpoint to rng.to_block, saving each chunk's touches in block order; a chunk's
         work waits on the gate first (``gate.wait(last block)``: the job's window must be recorded).
 
-        Every touch is kept from block ``detail_from`` on; below it only creating events' (their
-        provenance), and no event-less change is looked for: a full sync reads every entity anyway and
-        needs the details of its reorg window only. ``last_sent`` is set once the last chunk is on its way
-        (or there is none)."""
+        ``detail`` says which touches are kept (a full sync reads every entity anyway: it needs the details of
+        its reorg window only). ``last_sent`` is set once the last chunk is on its way (or there is none)."""
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
@@ -88,7 +96,7 @@ class LogScan:
         stats.scanning()
         chunks: list[tuple[int, int]] = []
         items = self._chunk_works(
-            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail_from, last_sent
+            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail, last_sent
         )
         for n, ((events, found), *calls) in enumerate(in_order(self.pool, items, self.ahead)):
             first, last = chunks[n]
@@ -108,10 +116,10 @@ class LogScan:
         stats: SyncStats,
         chunks: list[tuple[int, int]],
         gate: Gate,
-        detail_from: int,
+        detail: Detail,
         last_sent: threading.Event,
     ) -> Iterator[tuple[Work, ...]]:
-        """Per chunk, in block order: its events and the pieces of its event-less calls from detail_from on
+        """Per chunk, in block order: its events and the pieces of its event-less calls from detail.calls_from on
         (sized when the chunk is made), all run at once."""
         while start <= last:
             end = self.sizer.end_of(start, last)
@@ -125,9 +133,9 @@ class LogScan:
                 return run
 
             def events(first: int = start, stop: int = end) -> tuple[list[Touch], int]:
-                return self._touches(first, stop, addresses, by_address, stats, detail_from)
+                return self._touches(first, stop, addresses, by_address, stats, detail.events_from)
 
-            calls = self.silent.works(max(start, detail_from), end, by_address)
+            calls = self.silent.works(max(start, detail.calls_from), end, by_address)
             if end == last:
                 last_sent.set()  # (it is submitted as it is handed over)
             yield tuple(gated(work) for work in (events, *calls))

@@ -188,7 +188,8 @@ class SilentChanges:
                 asked = end - start + 1
                 if limit is None or asked == 1:
                     raise
-                self._trace_size = min(asked // 2, limit.suggested_blocks or asked) or 1
+                stated = limit.suggested_blocks
+                self._trace_size = (stated if stated and stated < asked else asked // 2) or 1
                 self.support.ranges[self.rpc.urls[0]] = self._trace_size  # the next jobs plan with it
                 log.info(
                     "trace_filter range refused; splitting",

@@ -46,7 +46,7 @@ from server.engine.journal import SyncJournal
 from server.engine.ranges import BlockRange, safe_head
 from server.engine.reads import EarlyReads, StateReader
 from server.engine.reorgs import Cursor, Reorg, fork_point, window_start
-from server.engine.scan import LogScan
+from server.engine.scan import Detail, LogScan
 from server.engine.silent import SilentChanges, TraceSupport
 from server.engine.stats import SyncStats
 from server.errors import ChainsyncError
@@ -246,7 +246,10 @@ class SyncEngine:
             reread_from = fork if reread_from is None else min(reread_from, fork)
         fork_block = min(fork, plan.reorg.fork_block) if plan.reorg else fork
         top = max(rng.to_block, fork_block + plan.reorg.dropped_blocks - 1) if plan.reorg else rng.to_block
-        journal.rewind(max(fork, start))
+        again = fork
+        if plan.full:  # a window moved down by a shorter chain has blocks whose calls a full sync did not read
+            again = min(fork, window_start(to_block, self.options.reorg_window, plan.window_floor))
+        journal.rewind(max(again, start))
         return replace(
             plan,
             range=BlockRange(start, to_block) if start <= to_block else BlockRange(to_block + 1, to_block),
@@ -294,13 +297,16 @@ class SyncEngine:
         """The first block of the window the chain switched at since it was recorded (None: it did not)."""
         return fork_point(window, self.hashes_now, self.options.reorg_window)
 
-    def _detail_from(self, plan: SyncPlan, gate: WindowGate) -> int:
-        """The first block whose every touch the scan keeps (server/engine/scan.py): all of them, but a full
-        sync reads every id at toBlock anyway and needs them only where its window is or may move to (a
-        shorter chain moves toBlock, and the window with it, down by at most a window per reorg handled)."""
+    def _detail(self, plan: SyncPlan, gate: WindowGate) -> Detail:
+        """Which touches the scan keeps (server/engine/scan.py): all of them, but a full sync reads every id at
+        toBlock anyway and needs them for its window only: its calls there, and its events where the window
+        is or may move to (a shorter chain moves toBlock, and the window with it, down by at most a window per
+        reorg handled; its events are kept so that a rewind there can count what it forgets, and the calls of
+        the blocks the window moves over are read again, _after_reorg)."""
         if not plan.full:
-            return plan.range.from_block
-        return max(plan.range.from_block, gate.start - self.options.reorg_window * self.options.reorg_retries)
+            return Detail(plan.range.from_block, plan.range.from_block)
+        lowest = gate.start - self.options.reorg_window * self.options.reorg_retries
+        return Detail(max(plan.range.from_block, lowest), gate.start)
 
     def run(
         self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
@@ -326,8 +332,8 @@ class SyncEngine:
                 early = self.reader.read_early(plan.state_at, kind_names, counters, journal, last_sent)
             check = None
             try:
-                detail_from = self._detail_from(plan, gate)
-                self.scan.run(plan.range, by_address, stats, progress, journal, gate, detail_from, last_sent)
+                detail = self._detail(plan, gate)
+                self.scan.run(plan.range, by_address, stats, progress, journal, gate, detail, last_sent)
                 window, fork = gate.wait()
                 if gate.pinned:  # the reads are toBlock's whatever the chain does now: check beside them
                     check = self.pool.submit(copy_context().run, self._fork, window)
