@@ -31,6 +31,7 @@ class Faults:
     max_range: int | None = None  # eth_getLogs ranges wider than this are refused
     max_results: int | None = None  # eth_getLogs answers with more logs than this are refused
     unsupported: tuple[str, ...] = ()  # JSON-RPC methods answered as geth answers a method it lacks (-32601)
+    no_block_hash: bool = False  # a node without EIP-1898: a call naming its block by hash gets -32602
 
 
 def provider_error(provider: str, cap: str, start: int, end: int, limit: int) -> dict:
@@ -125,7 +126,7 @@ class FaultProxy:
             payload = b'{"error": "Too Many Requests"}' if f.status == 429 else b"Service Unavailable"
             self._reply(handler, f.status, payload)
             return
-        refusal = self._range_refusal(body) or self._unsupported(body)
+        refusal = self._range_refusal(body) or self._unsupported(body) or self._block_hash_refusal(body)
         if refusal is not None:
             self._reply(handler, 200, json.dumps(refusal).encode())
             return
@@ -162,6 +163,32 @@ class FaultProxy:
             self.unsupported_asked += 1
         message = f"the method {request['method']} does not exist/is not available"
         return {"jsonrpc": "2.0", "id": request.get("id"), "error": {"code": -32601, "message": message}}
+
+    def _block_hash_refusal(self, body: bytes) -> Any:
+        """With no_block_hash: the answer of an old node to a request whose calls name a block by hash."""
+        if not self.faults.no_block_hash:
+            return None
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        calls = request if isinstance(request, list) else [request]
+        if not any(
+            isinstance(c, dict) and any(isinstance(p, dict) and "blockHash" in p for p in c.get("params", []))
+            for c in calls
+        ):
+            return None
+        with self._lock:
+            self.refused += 1
+        errors = [
+            {
+                "jsonrpc": "2.0",
+                "id": c.get("id"),
+                "error": {"code": -32602, "message": "invalid argument 1: hex string without 0x prefix"},
+            }
+            for c in calls
+        ]
+        return errors if isinstance(request, list) else errors[0]
 
     def _range_refusal(self, body: bytes) -> dict | None:
         f = self.faults

@@ -127,3 +127,13 @@ def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> N
         assert (touches, events) == log_touches(whole, by_address), "every event, in order, from the smaller requests"
         assert touches and len(whole) >= len(touches) == events
         engine.close()
+
+
+def test_a_node_that_cannot_read_state_at_a_block_hash_is_read_at_the_number(devnet, tmp_path, reference) -> None:
+    """A node without EIP-1898 refuses {"blockHash": ...} as a block parameter: the job reads toBlock by number
+    instead (after its window, as it does with confirmations) and its records are exact."""
+    for proxy, addr in through_proxy(devnet, tmp_path, Faults(no_block_hash=True)):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+        assert records == reference
+        assert proxy.refused > 0, "the job asked at the hash first"

@@ -340,9 +340,13 @@ class SyncEngine:
                 counts, dropped = self._read(plan, kind_names, counters, stats, progress, journal, early)
             except ChainMoved:
                 window, fork = recording.result()
-            except RpcError:  # a getter of an entity the chain no longer has, a block it lost: it moved?
+            except RpcError as err:  # a getter of an entity the chain no longer has, a block it lost: it moved?
                 window, fork = recording.result()
                 fork = fork if fork is not None else self._fork(window)  # now: a check started earlier is stale
+                if fork is None and plan.to_block_hash is not None:  # a node without EIP-1898, perhaps
+                    log.warning("state read at toBlock's hash failed; reading at its number", extra={"error": str(err)})
+                    plan = replace(plan, to_block_hash=None)
+                    continue
                 if fork is None:
                     raise
             finally:
