@@ -118,8 +118,10 @@ class Chain:
             "gas": hex(900_000),
         }
         tx_hash = self.rpc("eth_sendTransaction", [tx])
+        # mined at once, but a devnet just loaded from its state can take a moment to say so
+        wait_until(lambda: self.rpc("eth_getTransactionReceipt", [tx_hash]) is not None, 10, what="the receipt")
         receipt = self.rpc("eth_getTransactionReceipt", [tx_hash])
-        assert receipt and receipt["status"] == "0x1", f"{signature}{args} reverted"
+        assert receipt["status"] == "0x1", f"{signature}{args} reverted"
 
     def mine(self, blocks: int) -> None:
         if blocks > 0:
@@ -421,6 +423,33 @@ def test_a_reorg_racing_a_running_job(devnet, tmp_path) -> None:
             view.apply(result)
             assert "old-branch" not in {r.title_cid for r in result.reports}
             assert_view_is_the_chain(view, devnet)
+
+
+def test_a_full_sync_whose_chain_gets_shorter_while_it_reads_ends_at_the_new_head(devnet, tmp_path) -> None:
+    """The chain drops a full sync's last blocks while the job reads its records (a shorter branch replaces
+    them): the job syncs again up to the new head, and its records are the chain's there."""
+    chain = Chain(devnet)
+    snapshot = chain.snapshot()
+    chain.create_report("old-branch")
+    chain.flip(16)
+    chain.mine(3)
+    old_head = chain.head()
+    with FaultProxy(devnet.url, Faults(delay_s=0.7, delay_only=("eth_call",))) as proxy:
+        with service(devnet, tmp_path, rpc_url=proxy.url, CHAINSYNC_RPC_CONCURRENCY="1") as svc:
+            job_id = svc.stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
+            wait_until(lambda: svc.stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).stats.records_total > 0, 60)
+            chain.revert(snapshot)
+            chain.mine(1)  # the new branch is 1 block long; the old one was 5
+            proxy.faults.delay_s = 0.0
+            job = wait_for_state(svc.stub, job_id, TERMINAL, timeout_s=120)
+            assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
+            result = svc.stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+    assert job.stats.reorgs >= 1
+    assert result.to_block == chain.head() < old_head
+    assert "old-branch" not in {r.title_cid for r in result.reports}
+    view = View()
+    view.apply(result)
+    assert_view_is_the_chain(view, devnet)
 
 
 def test_a_switch_between_the_setup_and_the_windows_recording_syncs_the_window_again(devnet, tmp_path) -> None:

@@ -247,7 +247,8 @@ class SyncEngine:
         fork_block = min(fork, plan.reorg.fork_block) if plan.reorg else fork
         top = max(rng.to_block, fork_block + plan.reorg.dropped_blocks - 1) if plan.reorg else rng.to_block
         again = fork
-        if plan.full:  # a window moved down by a shorter chain has blocks whose calls a full sync did not read
+        if plan.full and to_block < rng.to_block:  # a shorter chain: the window moved over blocks whose calls
+            # a full sync did not read
             again = min(fork, window_start(to_block, self.options.reorg_window, plan.window_floor))
         journal.rewind(max(again, start))
         return replace(
