@@ -211,3 +211,17 @@ def test_a_full_sync_reads_at_the_heads_hash_while_it_scans_and_looks_for_calls_
 def _calls(body: bytes) -> list[dict]:
     request = orjson.loads(body)
     return request if isinstance(request, list) else [request]
+
+
+def test_a_range_cap_the_provider_states_is_kept_for_the_servers_next_jobs(devnet, tmp_path, reference) -> None:
+    """A provider that says how many blocks one eth_getLogs may cover (Alchemy: "up to a 2K block range")
+    refuses the first job's wider chunk; the server's next job stays within it from its first chunk."""
+    with RemoteProxy(devnet.url, Limits(rtt_s=0.005, rate=0, max_logs_range=2_000)) as proxy:
+        with server_behind(devnet, proxy, tmp_path / "j.db", CHAINSYNC_LOG_CHUNK="4000") as server:
+            first, first_records = full_sync(server.addr)
+            refused_first = proxy.counts.range_refused
+            proxy.reset()
+            second, second_records = full_sync(server.addr)
+    assert first.state == second.state == jobs_pb2.JOB_STATE_COMPLETED, (first.error, second.error)
+    assert first_records == second_records == reference
+    assert refused_first > 0 and proxy.counts.range_refused == 0, refused_first

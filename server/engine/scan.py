@@ -165,6 +165,8 @@ class LogScan:
                     raise
                 suggested = limit.suggested_blocks if limit else None
                 smaller = self.sizer.refused(start, stop - start + 1, suggested, err)
+                if limit and limit.stated_cap:  # the server's next jobs start within it
+                    self.rpc.endpoints.get(self.rpc.urls[0]).learned_logs_range(limit.stated_cap)
                 stats.range_splits += 1
                 log.info(
                     "eth_getLogs range refused; splitting",

@@ -153,9 +153,11 @@ class SyncEngine:
         self.pool = ThreadPoolExecutor(max_workers=2 * ahead + 2, thread_name_prefix="chainsync-work")
         support = trace_support if trace_support is not None else TraceSupport()
         silent = SilentChanges(rpc, options.silent_changes, options.log_chunk_max, support, metrics)
+        known = rpc.endpoints.get(rpc.urls[0]).logs_range or options.log_chunk_max  # what a refusal said
         sizer = ChunkSizer(
-            options.log_chunk_blocks, options.log_chunk_max, options.grow_after, options.max_logs_per_chunk
-        )
+            min(options.log_chunk_blocks, known), min(options.log_chunk_max, known), options.grow_after,
+            options.max_logs_per_chunk,
+        )  # fmt: skip
         self.scan = LogScan(rpc, silent, metrics, self.pool, ahead, sizer, options.max_logs_bytes)
         self.reader = StateReader(rpc, deployment, kinds, metrics, self.pool, ahead)
 

@@ -19,7 +19,9 @@ does to a network and Ponder's RPC layer to a provider:
   for reasons that have nothing to do with the rate.)
 
 So a rate-limited provider gets what it allows and no more, and an endpoint
-that answers everything quickly gets the whole cap.
+that answers everything quickly gets the whole cap. The largest eth_getLogs
+range a provider said it accepts (``logs_range``) is kept too: the next jobs
+size their chunks within it instead of being refused again.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class Endpoint:
         self._done: deque[float] = deque(maxlen=4096)  # when recent requests ended well
         self._starts: deque[float] = deque(maxlen=4096)  # when recent requests started
         self._cond = threading.Condition()
+        self.logs_range: int | None = None  # the eth_getLogs range (blocks) a refusal said would work
+
+    def learned_logs_range(self, blocks: int) -> None:
+        """The provider refused a wider eth_getLogs range and said this many blocks would work."""
+        with self._cond:
+            self.logs_range = min(self.logs_range or blocks, blocks)
 
     @contextmanager
     def slot(self, stop: StopToken = NEVER) -> Iterator[Lease]:

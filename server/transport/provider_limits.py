@@ -51,9 +51,12 @@ _LIMIT_CODES = (-32005, -32614)  # Infura "limit exceeded", QuickNode "range lim
 
 @dataclass(frozen=True)
 class RangeLimit:
-    """A provider refused an eth_getLogs range; ``suggested_blocks`` when it said what would work."""
+    """A provider refused an eth_getLogs range; ``suggested_blocks`` when it said what would work for this
+    request, ``stated_cap`` when it said how many blocks it accepts whatever their logs ("up to a 2K block
+    range", "limited to 300"): a cap worth remembering, where a suggestion may only reflect dense blocks."""
 
     suggested_blocks: int | None
+    stated_cap: int | None = None
 
 
 def range_limit(err: RpcError) -> RangeLimit | None:
@@ -62,17 +65,16 @@ def range_limit(err: RpcError) -> RangeLimit | None:
     data = err.data
     if not (err.code in _LIMIT_CODES or any(word in text for word in _LIMIT_WORDS)):
         return None
+    cap = None
+    number = _RANGE_NUMBER.search(err.message)
+    if number and "result" not in err.message[number.start() : number.end() + 10].lower():
+        cap = int(number.group(1).replace(",", "")) * (1000 if number.group(2).lower() == "k" else 1)
     if isinstance(data, dict) and "from" in data and "to" in data:  # Infura: {"from": "0x..", "to": "0x.."}
         try:
-            return RangeLimit(int(data["to"], 16) - int(data["from"], 16) + 1)
+            return RangeLimit(int(data["to"], 16) - int(data["from"], 16) + 1, cap)
         except (TypeError, ValueError):
             pass
     pair = _SUGGESTED_PAIR.search(err.message)
     if pair:
-        return RangeLimit(int(pair.group(2), 16) - int(pair.group(1), 16) + 1)
-    number = _RANGE_NUMBER.search(err.message)
-    if number:
-        value = int(number.group(1).replace(",", "")) * (1000 if number.group(2).lower() == "k" else 1)
-        if "result" not in err.message[number.start() : number.end() + 10].lower():
-            return RangeLimit(value)
-    return RangeLimit(None)
+        return RangeLimit(int(pair.group(2), 16) - int(pair.group(1), 16) + 1, cap)
+    return RangeLimit(cap, cap)
