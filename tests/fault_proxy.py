@@ -34,6 +34,14 @@ class Faults:
     no_block_hash: bool = False  # a node without EIP-1898: a call naming its block by hash gets -32602
 
 
+def _parsed(body: bytes) -> Any:
+    """The request's JSON, None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
 def provider_error(provider: str, cap: str, start: int, end: int, limit: int) -> dict:
     """The JSON-RPC error object a provider answers when an eth_getLogs range (cap "range") or
     its result (cap "results") is over its limit, with the provider's real wording."""
@@ -141,22 +149,14 @@ class FaultProxy:
 
     def _get_logs(self, body: bytes) -> tuple[Any, int, int] | None:
         """(request id, from, to) when body is a single eth_getLogs request."""
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return None
+        request = _parsed(body)
         if not isinstance(request, dict) or request.get("method") != "eth_getLogs":
             return None
         flt = request["params"][0]
         return request.get("id"), int(flt["fromBlock"], 16), int(flt["toBlock"], 16)
 
     def _unsupported(self, body: bytes) -> dict | None:
-        if not self.faults.unsupported:
-            return None
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return None
+        request = _parsed(body) if self.faults.unsupported else None
         if not isinstance(request, dict) or request.get("method") not in self.faults.unsupported:
             return None
         with self._lock:
@@ -166,11 +166,8 @@ class FaultProxy:
 
     def _block_hash_refusal(self, body: bytes) -> Any:
         """With no_block_hash: the answer of an old node to a request whose calls name a block by hash."""
-        if not self.faults.no_block_hash:
-            return None
-        try:
-            request = json.loads(body)
-        except ValueError:
+        request = _parsed(body) if self.faults.no_block_hash else None
+        if request is None:
             return None
         calls = request if isinstance(request, list) else [request]
         if not any(
