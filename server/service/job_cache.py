@@ -81,6 +81,11 @@ class JobCache:
         job = self.store.get(job_id)
         return self._put(job) if job is not None else None
 
+    def seen(self, job: JobRecord) -> None:
+        """A version read from the store elsewhere (a watcher's event): held unless a newer one is. A watcher's
+        poll can read a commit before the writing thread has told the cache; GetJob must not answer older."""
+        self._put(job)
+
     def _expired(self, job: JobRecord) -> bool:
         return job.ended_at is not None and time.time() - job.ended_at > self.keep_finished_s
 

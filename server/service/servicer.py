@@ -215,7 +215,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             return  # resuming after a finished job's last event: nothing more will come
         try:
             async for sequence, at, snapshot in self.watch_hub.follow(job.id, last):
-                yield jobs_pb2.JobEvent(sequence=sequence, time=timestamp(at), job=job_message(JobRecord(**snapshot)))
+                record = JobRecord(**snapshot)
+                self.cache.seen(record)  # what a watcher was told, GetJob answers too
+                yield jobs_pb2.JobEvent(sequence=sequence, time=timestamp(at), job=job_message(record))
         except LookupError:
             raise job_not_found(job.id) from None  # deleted while watched
 
