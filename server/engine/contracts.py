@@ -79,7 +79,10 @@ def checksum(address: str) -> str:
     return to_checksum_address(address)
 
 
-def _block_param(at: int | str | dict[str, str]) -> str | dict[str, str]:
+BlockParam = str | dict[str, str]  # a JSON-RPC block parameter: a number in hex, or {"blockHash": ...}
+
+
+def _block_param(at: int | BlockParam) -> BlockParam:
     return hex(at) if isinstance(at, int) else at
 
 
@@ -184,13 +187,13 @@ class EntityKind:
     def contract(self) -> str:
         return self.declared.contract
 
-    def getter_call(self, address: str, entity_id: int, at: int | str | dict[str, str]) -> tuple[str, list[Any]]:
+    def getter_call(self, address: str, entity_id: int, at: int | BlockParam) -> tuple[str, list[Any]]:
         """The getter's eth_call at block ``at``: a number, or a JSON-RPC block parameter (hex, {"blockHash"})."""
         # the one uint256 argument is its 32-byte big-endian word (OverflowError past 2**256 - 1)
         data = self.getter_selector + entity_id.to_bytes(_WORD, "big")
         return "eth_call", [{"to": address, "data": "0x" + data.hex()}, _block_param(at)]
 
-    def counter_call(self, address: str, at: int | str | dict[str, str]) -> tuple[str, list[Any]]:
+    def counter_call(self, address: str, at: int | BlockParam) -> tuple[str, list[Any]]:
         return "eth_call", [{"to": address, "data": "0x" + self.counter_selector.hex()}, _block_param(at)]
 
     def decode_record(self, entity_id: int, raw_hex: str) -> dict[str, Any]:

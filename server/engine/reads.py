@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
 
-from server.engine.contracts import Deployment, EntityKind
+from server.engine.contracts import BlockParam, Deployment, EntityKind
 from server.engine.journal import SyncJournal
 from server.engine.pipeline import in_order
 from server.engine.stats import SyncStats
@@ -36,7 +36,6 @@ log = logging.getLogger("chainsync.sync")
 
 ProgressCallback = Callable[[SyncStats, str], None]
 Page = tuple[str, list[int]]  # a kind and the ids of one getter batch
-BlockParam = str | dict[str, str]  # a JSON-RPC block parameter: a number in hex, or {"blockHash": ...}
 
 SAVE_RECORDS = 1_000  # records saved in one transaction at most (fewer, larger writes; a resume redoes at most this)
 EARLY_RECORDS = 10_000  # decoded records a full sync's early reads hold while its scan runs (bounds memory)
@@ -197,22 +196,22 @@ class StateReader:
         )
         stats.reading()
         progress(stats, f"Reading {stats.records_total} records at block {to_block}")
-        kind, batch = None, []  # records of one kind waiting to be saved together
 
-        def save() -> None:
+        def save(kind: str, batch: list[dict[str, Any]]) -> None:
             journal.save_records(kind, batch)
             stats.records_done += len(batch)
             self.metrics.records(kind, len(batch))
             progress(stats, f"Read {stats.records_done} of {stats.records_total} records at block {to_block}")
 
+        kind, batch = "", []  # records of one kind waiting to be saved together
         for (name, page), records in self._records(todo, at, early):
             if batch and (name != kind or len(batch) >= SAVE_RECORDS):
-                save()
+                save(kind, batch)
                 batch = []
             kind = name
             batch += [dict(r, created=created[name].get(i)) for i, r in zip(page, records)]
         if batch:
-            save()
+            save(kind, batch)
         return totals, dropped
 
     def _records(
