@@ -427,15 +427,19 @@ def test_a_reorg_racing_a_running_job(devnet, tmp_path) -> None:
 
 def test_a_full_sync_whose_chain_gets_shorter_while_it_reads_ends_at_the_new_head(devnet, tmp_path) -> None:
     """The chain drops a full sync's last blocks while the job reads its records (a shorter branch replaces
-    them): the job syncs again up to the new head, and its records are the chain's there."""
+    them): the job syncs again up to the new head, and its records and event count are the chain's there
+    (a window of 8 blocks: the window moves down over blocks whose events the job counted but did not keep)."""
     chain = Chain(devnet)
+    chain.create_report("on-both-branches")  # an event the shorter chain's window moves over
+    chain.mine(3)
     snapshot = chain.snapshot()
     chain.create_report("old-branch")
     chain.flip(16)
     chain.mine(3)
     old_head = chain.head()
+    window = {"CHAINSYNC_REORG_WINDOW": "8"}
     with FaultProxy(devnet.url, Faults(delay_s=0.7, delay_only=("eth_call",))) as proxy:
-        with service(devnet, tmp_path, rpc_url=proxy.url, CHAINSYNC_RPC_CONCURRENCY="1") as svc:
+        with service(devnet, tmp_path, rpc_url=proxy.url, CHAINSYNC_RPC_CONCURRENCY="1", **window) as svc:
             job_id = svc.stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
             wait_until(lambda: svc.stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id)).stats.records_total > 0, 60)
             chain.revert(snapshot)
@@ -444,9 +448,14 @@ def test_a_full_sync_whose_chain_gets_shorter_while_it_reads_ends_at_the_new_hea
             job = wait_for_state(svc.stub, job_id, TERMINAL, timeout_s=120)
             assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
             result = svc.stub.GetResult(jobs_pb2.GetResultRequest(job_id=job_id))
+            again = svc.stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id  # the same head
+            assert wait_for_state(svc.stub, again, TERMINAL, timeout_s=120).state == jobs_pb2.JOB_STATE_COMPLETED
+            clean = svc.stub.GetResult(jobs_pb2.GetResultRequest(job_id=again))
     assert job.stats.reorgs >= 1
     assert result.to_block == chain.head() < old_head
     assert "old-branch" not in {r.title_cid for r in result.reports}
+    assert clean.to_block == result.to_block
+    assert result.events_count == clean.events_count > 0, "the events of the blocks the new branch shares, once"
     view = View()
     view.apply(result)
     assert_view_is_the_chain(view, devnet)

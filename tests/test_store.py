@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -23,7 +24,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 from google.protobuf.json_format import MessageToDict
 from psycopg import sql
 
-from server.jobs.store import JobRecord, JobStore, ResultSummary, SQLiteConnector, job_store
+from server.jobs.store import JobRecord, JobStore, ResultSummary, SQLiteConnector, job_store, migrate
 from server.jobs.store.migrate import migrations
 from server.jobs.store.postgres import PostgresConnector
 from tests.processes import grpc_server
@@ -388,17 +389,19 @@ def test_chunks_touches_records_rewind_and_result(store: JobStore, monkeypatch: 
         job.id,
         checkpoint={"scannedTo": 4},
         touched=[
-            ("proposals", 1, 3, 0, created),
+            ("proposals", 1, 3, 1, created),
             ("proposals", 1, 4, 2, None),
-            ("proposals", 2, 4, -1, None),
+            ("proposals", 2, 4, 0, None),  # a call's touch: no event
             ("reports", 7, 4, 1, None),
+            ("reports", 7, 4, 0, None),  # the same entity and block again: one row, the events added up
         ],
     )
     assert store.touched(job.id, "proposals") == {1: created, 2: None}
     assert store.touched(job.id, "reports") == {7: None}
-    assert store.touched_event_count(job.id) == 3, "log_index -1 (a call, not an event) is not counted"
+    assert store.touched_event_count(job.id) == 4, "a call's touch counts no event"
+    assert store.touched_event_count(job.id, since=4) == 3
     assert store.get(job.id).checkpoint == {"scannedTo": 4}
-    store.save_chunk(job.id, checkpoint={"scannedTo": 9}, touched=[("proposals", 3, 8, 0, None)])
+    store.save_chunk(job.id, checkpoint={"scannedTo": 9}, touched=[("proposals", 3, 8, 5, None)])
     assert store.rewind(job.id, 4, {"scannedTo": 3}) is True
     assert store.touched(job.id, "proposals") == {1: created} and store.touched_event_count(job.id) == 1
     assert store.get(job.id).checkpoint == {"scannedTo": 3}
@@ -439,6 +442,38 @@ def test_migrations_are_applied_once_and_reopening_is_a_no_op(backend: Backend, 
     again = backend.open()
     assert backend.schema_versions() == expected
     assert again.get(job.id) == job
+
+
+def test_touches_saved_a_row_per_event_become_a_row_per_entity_and_block(
+    backend: Backend, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 5: a store made before it keeps its jobs' touches, each entity and block once, with the
+    number of events that named it (a row of log index -1 was a call: no event)."""
+    dialect = "sqlite" if backend.name == "sqlite" else "postgres"
+    before = tmp_path / "migrations"
+    (before / dialect).mkdir(parents=True)
+    for path in sorted((migrate.MIGRATIONS_DIR / dialect).glob("000[1-4]_*.sql")):
+        shutil.copy(path, before / dialect / path.name)
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", before)
+    old = backend.open()
+    job = running(old)
+    old.connector.write(
+        lambda tx: tx.script(
+            "INSERT INTO touched (job_id, kind, entity_id, block, log_index, created) VALUES "
+            f"('{job.id}', 'proposals', 1, 3, 0, '{{\"blockNumber\": \"3\"}}'), ('{job.id}', 'proposals', 1, 3, 4, NULL),"
+            f"('{job.id}', 'proposals', 1, 5, -1, NULL), ('{job.id}', 'proposals', 2, 5, 1, NULL),"
+            f"('{job.id}', 'proposals', 2, 5, -1, NULL)"
+        )
+    )
+    assert backend.schema_versions() == [1, 2, 3, 4]
+    monkeypatch.undo()
+
+    store = backend.open()
+    assert backend.schema_versions() == [m.version for m in migrations(dialect)]
+    assert store.touched(job.id, "proposals") == {1: {"blockNumber": "3"}, 2: None}
+    assert store.touched_event_count(job.id) == 3 and store.touched_event_count(job.id, since=5) == 1
+    store.save_chunk(job.id, checkpoint={}, touched=[("proposals", 1, 5, 2, None)])  # the block saved again
+    assert store.touched_event_count(job.id, since=5) == 3
 
 
 def test_replicas_opening_an_empty_schema_at_once_migrate_it_once(pg_schema: str) -> None:
@@ -531,7 +566,7 @@ def test_a_completed_job_keeps_its_reorg_window_for_the_sync_that_continues_from
     is inherited for the blocks it did not scan; a job that fails keeps nothing (docs/reorgs.md)."""
     first = running(store)
     store.save_window(first.id, {8: "0x08", 9: "0x09", 10: "0x0a"}, owner=None)
-    store.save_chunk(first.id, checkpoint={}, touched=[("reports", 1, 5, 0, None), ("reports", 2, 9, 1, None)])
+    store.save_chunk(first.id, checkpoint={}, touched=[("reports", 1, 5, 1, None), ("reports", 2, 9, 1, None)])
     summary = dataclasses.replace(SUMMARY, from_block=1, to_block=10, window_from=8)
     store.finish(first.id, "completed", message="done", summary=summary)
     assert store.window(first.id) == {8: "0x08", 9: "0x09", 10: "0x0a"}
@@ -540,7 +575,7 @@ def test_a_completed_job_keeps_its_reorg_window_for_the_sync_that_continues_from
     second = running(store)
     store.rewind(second.id, 12, checkpoint={}, owner=None)
     store.save_window(second.id, {9: "0x09", 10: "0x0a", 11: "0x0b", 12: "0x0c"}, owner=None)
-    store.save_chunk(second.id, checkpoint={}, touched=[("reports", 3, 11, 0, None), ("reports", 4, 12, 0, None)])
+    store.save_chunk(second.id, checkpoint={}, touched=[("reports", 3, 11, 1, None), ("reports", 4, 12, 1, None)])
     store.rewind(second.id, 12, checkpoint={}, owner=None)  # the chain changed at 12
     assert store.window(second.id) == {9: "0x09", 10: "0x0a", 11: "0x0b"}
     assert store.touched(second.id, "reports") == {3: None}

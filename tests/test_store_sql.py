@@ -82,6 +82,7 @@ def test_migrations_are_numbered_files_per_dialect() -> None:
             (2, "principal"),
             (3, "ipfs_content"),
             (4, "job_blocks"),
+            (5, "touched_by_block"),
         ]
         assert all(m.script.strip().endswith(";") for m in found)
 

@@ -12,16 +12,17 @@ from typing import Any, NamedTuple, Protocol
 
 
 class Touch(NamedTuple):
-    """An entity named in block ``block`` by the event at ``log_index``, or by a call (log_index -1).
+    """An entity named in block ``block``: by ``events`` of the block's events, or by a call only (0).
 
-    ``created`` is the provenance when the event is the entity's creating event. (A named tuple: a dense
-    range makes tens of thousands of them, and a tuple is the cheapest to make.)
+    One per entity and block (a dense block names an entity many times). ``created`` is the provenance when
+    one of those events is the entity's creating event. (A named tuple: a dense range makes thousands of them,
+    and a tuple is the cheapest to make.)
     """
 
     kind: str
     entity_id: int
     block: int
-    log_index: int = -1
+    events: int = 0
     created: dict[str, Any] | None = None
 
 
@@ -30,7 +31,8 @@ class SyncJournal(Protocol):
 
     ``checkpoint`` holds the plan (range, what to read again, the reorg handled),
     ``scannedTo`` (the last block whose logs are saved), ``events`` (how many
-    events the scan found up to there) and ``chunk`` (the adaptive range size);
+    events the scan found up to there, or up to ``eventsTo`` when a rewind kept
+    the count of blocks it scans again) and ``chunk`` (the adaptive range size);
     ``save_scan`` saves one chunk's touches with it.
     """
 
@@ -50,9 +52,10 @@ class SyncJournal(Protocol):
     def event_count(self) -> int:
         """How many events the saved scan found."""
 
-    def rewind(self, from_block: int) -> None:
-        """Forgets touches (and their events) and window hashes at or after from_block, and every record read
-        (a reorg replaced them)."""
+    def rewind(self, from_block: int, count_from: int) -> None:
+        """Forgets touches and window hashes at or after from_block, and every record read (a reorg replaced
+        them); the events counted at or after count_from (>= from_block: the blocks between are the same on
+        the new branch, and the scan does not count them again)."""
 
     def touched(self, kind: str) -> dict[int, Any]:
         """Entity id -> provenance of its creating event (None when not seen), of this job's scan."""

@@ -40,8 +40,8 @@ ProgressCallback = Callable[[SyncStats, str], None]
 
 @dataclass(frozen=True)
 class Detail:
-    """Which touches a scan keeps: every event's from block ``events_from`` on, creating events' only below it
-    (their provenance); event-less calls from block ``calls_from`` on, none below it."""
+    """Which touches a scan keeps: the events' from block ``events_from`` on, creating events' only below it
+    (their provenance); event-less calls' from block ``calls_from`` on, none below it."""
 
     events_from: int
     calls_from: int
@@ -87,6 +87,7 @@ class LogScan:
         ``detail`` says which touches are kept (a full sync reads every entity anyway: it needs the details of
         its reorg window only). ``last_sent`` is set once the last chunk is on its way (or there is none)."""
         scanned_to = int(journal.checkpoint.get("scannedTo", rng.from_block - 1))
+        counted_to = max(scanned_to, int(journal.checkpoint.get("eventsTo", -1)))  # events counted up to here
         stats.events_found = journal.event_count()
         stats.blocks_done = scanned_to - rng.from_block + 1
         if scanned_to >= rng.to_block:
@@ -96,7 +97,16 @@ class LogScan:
         stats.scanning()
         chunks: list[tuple[int, int]] = []
         items = self._chunk_works(
-            scanned_to + 1, rng.to_block, list(by_address), by_address, stats, chunks, gate, detail, last_sent
+            scanned_to + 1,
+            rng.to_block,
+            list(by_address),
+            by_address,
+            stats,
+            chunks,
+            gate,
+            detail,
+            last_sent,
+            counted_to,
         )
         for n, ((events, found), *calls) in enumerate(in_order(self.pool, items, self.ahead)):
             first, last = chunks[n]
@@ -118,9 +128,10 @@ class LogScan:
         gate: Gate,
         detail: Detail,
         last_sent: threading.Event,
+        counted_to: int,
     ) -> Iterator[tuple[Work, ...]]:
-        """Per chunk, in block order: its events and the pieces of its event-less calls from detail.calls_from on
-        (sized when the chunk is made), all run at once."""
+        """Per chunk, in block order: its events (those of blocks after counted_to counted) and the pieces of its
+        event-less calls from detail.calls_from on (sized when the chunk is made), all run at once."""
         while start <= last:
             end = self.sizer.end_of(start, last)
             chunks.append((start, end))
@@ -133,7 +144,7 @@ class LogScan:
                 return run
 
             def events(first: int = start, stop: int = end) -> tuple[list[Touch], int]:
-                return self._touches(first, stop, addresses, by_address, stats, detail.events_from)
+                return self._touches(first, stop, addresses, by_address, stats, detail.events_from, counted_to)
 
             calls = self.silent.works(max(start, detail.calls_from), end, by_address)
             if end == last:
@@ -149,9 +160,10 @@ class LogScan:
         by_address: dict[str, EntityKind],
         stats: SyncStats,
         detail_from: int,
+        counted_to: int,
     ) -> tuple[list[Touch], int]:
         """The touches of the logs of exactly start..end (as log_touches keeps them) and how many events
-        there were, in as many requests as the provider wants (each answer's logs are let go once read: a
+        there were after block counted_to, in as many requests as the provider wants (each answer's logs are let go once read: a
         dense range split many times is never held whole)."""
         touches: list[Touch] = []
         found = 0
@@ -175,7 +187,7 @@ class LogScan:
                 self.metrics.range_split("eth_getLogs")
                 continue
             self.sizer.answered(len(part))
-            kept, events = log_touches(part, by_address, detail_from)
+            kept, events = log_touches(part, by_address, detail_from, counted_to)
             touches += kept
             found += events
             del part
@@ -211,11 +223,12 @@ def _calls_not_named(events: list[Touch], calls: list[list[Touch]]) -> list[Touc
 
 
 def log_touches(
-    logs: list[dict[str, Any]], by_address: dict[str, EntityKind], detail_from: int = 0
+    logs: list[dict[str, Any]], by_address: dict[str, EntityKind], detail_from: int = 0, counted_to: int = -1
 ) -> tuple[list[Touch], int]:
-    """The entities the kinds' events name, with the provenance of each creating event, and how many events
-    of the kinds there were. Below block detail_from only the creating events' touches are kept."""
-    touches: list[Touch] = []
+    """The entities the kinds' events name, one touch per entity and block (with how many of the block's
+    events named it, and the provenance of its creating event), and how many events of the kinds there were
+    after block counted_to. Below block detail_from only the creating events' touches are kept."""
+    named: dict[tuple[str, int, int], list[Any]] = {}  # (kind, id, block) -> [events, created]
     found = 0
     for entry in logs:
         address = entry["address"]
@@ -226,14 +239,18 @@ def log_touches(
         event = kind.topics.get(topics[0])
         if event is None:
             continue
-        found += 1
         block = int(entry["blockNumber"], 16)
+        if block > counted_to:
+            found += 1
         creating = topics[0] == kind.created_topic
         if block < detail_from and not creating:
             continue
-        log_index = int(entry["logIndex"], 16)
-        created = None
+        key = (kind.name, int(topics[event[1]], 16), block)
+        touch = named.get(key)
+        if touch is None:
+            touch = named[key] = [0, None]
+        touch[0] += 1
         if creating:
-            created = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
-        touches.append(Touch(kind.name, int(topics[event[1]], 16), block, log_index, created))
-    return touches, found
+            log_index = int(entry["logIndex"], 16)
+            touch[1] = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
+    return [Touch(kind, entity, block, n, created) for (kind, entity, block), (n, created) in named.items()], found

@@ -249,10 +249,15 @@ class SyncEngine:
         fork_block = min(fork, plan.reorg.fork_block) if plan.reorg else fork
         top = max(rng.to_block, fork_block + plan.reorg.dropped_blocks - 1) if plan.reorg else rng.to_block
         again = fork
-        if plan.full and to_block < rng.to_block:  # a shorter chain: the window moved over blocks whose calls
-            # a full sync did not read
+        if plan.full and to_block < rng.to_block:  # a shorter chain: the window moved over blocks whose touches
+            # a full sync did not keep
             again = min(fork, window_start(to_block, self.options.reorg_window, plan.window_floor))
-        journal.rewind(max(again, start))
+        rewind_from = max(again, start)
+        if plan.full:  # its events below the window it had were counted, not kept: that count stays
+            kept = self._detail(plan, window_start(rng.to_block, self.options.reorg_window, plan.window_floor))
+            journal.rewind(rewind_from, max(rewind_from, kept.events_from))
+        else:
+            journal.rewind(rewind_from, rewind_from)
         return replace(
             plan,
             range=BlockRange(start, to_block) if start <= to_block else BlockRange(to_block + 1, to_block),
@@ -300,16 +305,15 @@ class SyncEngine:
         """The first block of the window the chain switched at since it was recorded (None: it did not)."""
         return fork_point(window, self.hashes_now, self.options.reorg_window)
 
-    def _detail(self, plan: SyncPlan, gate: WindowGate) -> Detail:
+    def _detail(self, plan: SyncPlan, window_from: int) -> Detail:
         """Which touches the scan keeps (server/engine/scan.py): all of them, but a full sync reads every id at
-        toBlock anyway and needs them for its window only: its calls there, and its events where the window
-        is or may move to (a shorter chain moves toBlock, and the window with it, down by at most a window per
-        reorg handled; its events are kept so that a rewind there can count what it forgets, and the calls of
-        the blocks the window moves over are read again, _after_reorg)."""
+        toBlock anyway and needs them for its window (from block window_from) only, and its creating events'
+        (their provenance). Below the window its events are counted, not kept: a rewind there (a shorter chain
+        moves the window down) keeps the count of the blocks below the fork, which the new branch shares, and
+        the scan does not count them again (_after_reorg)."""
         if not plan.full:
             return Detail(plan.range.from_block, plan.range.from_block)
-        lowest = gate.start - self.options.reorg_window * self.options.reorg_retries
-        return Detail(max(plan.range.from_block, lowest), gate.start)
+        return Detail(max(plan.range.from_block, window_from), window_from)
 
     def run(
         self, plan: SyncPlan, kind_names: list[str], stats: SyncStats, progress: ProgressCallback, journal: SyncJournal
@@ -335,7 +339,7 @@ class SyncEngine:
                 early = self.reader.read_early(plan.state_at, kind_names, counters, journal, last_sent)
             check = None
             try:
-                detail = self._detail(plan, gate)
+                detail = self._detail(plan, gate.start)
                 self.scan.run(plan.range, by_address, stats, progress, journal, gate, detail, last_sent)
                 window, fork = gate.wait()
                 if gate.pinned:  # the reads are toBlock's whatever the chain does now: check beside them

@@ -95,10 +95,10 @@ class StoreJournal:
             return int(self.checkpoint["events"])
         return self.store.touched_event_count(self.job_id)  # a checkpoint saved before it counted them
 
-    def rewind(self, from_block: int) -> None:
-        # The blocks from from_block on are in the job's window, where every event's touch is saved.
-        events = self.event_count() - self.store.touched_event_count(self.job_id, since=from_block)
-        self.checkpoint.update(scannedTo=from_block - 1, events=events)
+    def rewind(self, from_block: int, count_from: int) -> None:
+        # From count_from on, every event's touch is saved with the number of events that named it.
+        events = self.event_count() - self.store.touched_event_count(self.job_id, since=count_from)
+        self.checkpoint.update(scannedTo=from_block - 1, events=events, eventsTo=count_from - 1)
         self._touched = None  # which ids stay touched is the store's to say now
         self._written(self.store.rewind(self.job_id, from_block, self.checkpoint, owner=self.owner))
 

@@ -44,13 +44,13 @@ RECORDS_PAGE = 1000  # records() reads this many rows per query
 
 
 def _distinct(touched: list[tuple]) -> list[tuple]:
-    """One row per (kind, id, block, log index), with the provenance when any has it (one INSERT cannot
-    name a row twice on PostgreSQL)."""
+    """One row per (kind, id, block): the events of the rows that name it added up, with the provenance when
+    any has it (one INSERT cannot name a row twice on PostgreSQL)."""
     rows: dict[tuple, tuple] = {}
     for row in touched:
-        key = row[:4]
-        if key not in rows or row[4]:
-            rows[key] = row
+        key = row[:3]
+        same = rows.get(key)
+        rows[key] = row if same is None else (*key, same[3] + row[3], row[4] or same[4])
     return list(rows.values())
 
 
@@ -398,7 +398,7 @@ class JobStore:
     ) -> bool:
         """Writes what one chunk of work found, and the checkpoint after it, atomically.
 
-        ``touched``: (kind, entity_id, block, log_index or -1, created provenance or None) rows.
+        ``touched``: (kind, entity_id, block, events naming it (0: a call), created provenance or None) rows.
         With owner: writes nothing and returns False unless the job is running under that owner's
         lease (a worker that lost its lease must not write over the one that took the job over).
         """

@@ -42,13 +42,13 @@ SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now;
 SELECT current_schema() AS schema;
 
 -- save_touched --
--- The entities a chunk of the scan touched, one JSON array of [kind, id, block, log index, created provenance or
--- null] (one statement for the chunk: the database unpacks it, not a Python loop)
-INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
+-- The entities a chunk of the scan touched, one JSON array of [kind, id, block, events, created provenance or
+-- null] (one statement for the chunk: the database unpacks it, not a Python loop); a block saved again replaces
+INSERT INTO touched (job_id, kind, entity_id, block, events, created)
 SELECT :job_id, t ->> 0, CAST(t ->> 1 AS BIGINT), CAST(t ->> 2 AS BIGINT), CAST(t ->> 3 AS INTEGER),
        CASE WHEN json_typeof(t -> 4) = 'null' THEN NULL ELSE CAST(t -> 4 AS TEXT) END
 FROM json_array_elements(CAST(:rows AS JSON)) AS t
-ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = excluded.created;
+ON CONFLICT (job_id, kind, entity_id, block) DO UPDATE SET events = excluded.events, created = excluded.created;
 
 -- save_records --
 -- A page of records of one kind, one JSON array of record objects, at positions from :start in its order

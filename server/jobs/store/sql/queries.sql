@@ -54,8 +54,8 @@ UPDATE jobs SET checkpoint = :checkpoint WHERE id = :job_id;
 SELECT entity_id, MAX(created) AS created FROM touched WHERE job_id = :job_id AND kind = :kind GROUP BY entity_id;
 
 -- touched_event_count --
--- How many events the saved touches at or after a block came from (log_index -1: a call, not an event)
-SELECT COUNT(*) AS count FROM touched WHERE job_id = :job_id AND log_index >= 0 AND block >= :since;
+-- How many events the saved touches at or after a block came from (a call's touch counts none)
+SELECT COALESCE(SUM(events), 0) AS count FROM touched WHERE job_id = :job_id AND block >= :since;
 
 -- forget_touched_from --
 -- Drops the touches at or after a block (the chain changed there)
@@ -176,10 +176,10 @@ DELETE FROM touched WHERE job_id = :job_id AND block < :window_from;
 
 -- inherit_touched --
 -- Copies the touches of the job a sync continued from, in blocks the sync did not scan itself
-INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
-SELECT :job_id, kind, entity_id, block, log_index, created FROM touched
+INSERT INTO touched (job_id, kind, entity_id, block, events, created)
+SELECT :job_id, kind, entity_id, block, events, created FROM touched
 WHERE job_id = :after AND block >= :from_block AND block <= :to_block
-ON CONFLICT (job_id, kind, entity_id, block, log_index) DO NOTHING;
+ON CONFLICT (job_id, kind, entity_id, block) DO NOTHING;
 
 -- result_summary --
 -- A completed job's result summary

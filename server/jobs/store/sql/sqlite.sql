@@ -33,13 +33,13 @@ SELECT cid, content FROM ipfs_content WHERE cid IN (SELECT value FROM json_each(
 UPDATE jobs SET lease_expires = 0 WHERE state = 'running';
 
 -- save_touched --
--- The entities a chunk of the scan touched, one JSON array of [kind, id, block, log index, created provenance or
--- null] (one statement for the chunk: the database unpacks it, not a Python loop)
-INSERT INTO touched (job_id, kind, entity_id, block, log_index, created)
+-- The entities a chunk of the scan touched, one JSON array of [kind, id, block, events, created provenance or
+-- null] (one statement for the chunk: the database unpacks it, not a Python loop); a block saved again replaces
+INSERT INTO touched (job_id, kind, entity_id, block, events, created)
 SELECT :job_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
        json_extract(value, '$[3]'), json_extract(value, '$[4]')
 FROM json_each(:rows) WHERE TRUE
-ON CONFLICT (job_id, kind, entity_id, block, log_index) DO UPDATE SET created = excluded.created;
+ON CONFLICT (job_id, kind, entity_id, block) DO UPDATE SET events = excluded.events, created = excluded.created;
 
 -- save_records --
 -- A page of records of one kind, one JSON array of record objects, at positions from :start in its order
