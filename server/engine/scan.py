@@ -163,8 +163,8 @@ class LogScan:
         counted_to: int,
     ) -> tuple[list[Touch], int]:
         """The touches of the logs of exactly start..end (as log_touches keeps them) and how many events
-        there were after block counted_to, in as many requests as the provider wants (each answer's logs are let go once read: a
-        dense range split many times is never held whole)."""
+        there were after block counted_to, in as many requests as the provider wants (each answer's logs are
+        let go once read: a dense range split many times is never held whole)."""
         touches: list[Touch] = []
         found = 0
         while start <= end:

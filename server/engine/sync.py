@@ -253,11 +253,9 @@ class SyncEngine:
             # a full sync did not keep
             again = min(fork, window_start(to_block, self.options.reorg_window, plan.window_floor))
         rewind_from = max(again, start)
-        if plan.full:  # its events below the window it had were counted, not kept: that count stays
-            kept = self._detail(plan, window_start(rng.to_block, self.options.reorg_window, plan.window_floor))
-            journal.rewind(rewind_from, max(rewind_from, kept.events_from))
-        else:
-            journal.rewind(rewind_from, rewind_from)
+        # below the window it had, a full sync counted its events without keeping them: that count stays
+        kept = self._detail(plan, window_start(rng.to_block, self.options.reorg_window, plan.window_floor))
+        journal.rewind(rewind_from, max(rewind_from, kept.events_from) if plan.full else rewind_from)
         return replace(
             plan,
             range=BlockRange(start, to_block) if start <= to_block else BlockRange(to_block + 1, to_block),
