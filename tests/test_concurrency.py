@@ -131,7 +131,8 @@ def test_a_cancel_stops_a_concurrent_scan_within_a_second(devnet, tmp_path) -> N
 def test_a_server_killed_mid_scan_resumes_from_its_contiguous_checkpoint(devnet, tmp_path, reference) -> None:
     db = tmp_path / "j.db"
     with RemoteProxy(devnet.url, Limits(rtt_s=0.05, rate=0, max_logs_range=None)) as proxy:
-        env = {"CHAINSYNC_RPC_CONCURRENCY": "8", "CHAINSYNC_LOG_CHUNK": "20"}
+        # chunks that stay small: the scan still has about a second to go when the server is killed
+        env = {"CHAINSYNC_RPC_CONCURRENCY": "8", "CHAINSYNC_LOG_CHUNK": "20", "CHAINSYNC_LOG_CHUNK_MAX": "20"}
         with server_behind(devnet, proxy, db, **env) as first, grpc.insecure_channel(first.addr) as ch:
             stub = jobs_pb2_grpc.JobServiceStub(ch)
             job_id = stub.StartSync(jobs_pb2.StartSyncRequest(is_full_sync=True)).job_id
@@ -139,10 +140,11 @@ def test_a_server_killed_mid_scan_resumes_from_its_contiguous_checkpoint(devnet,
             os.kill(first.proc.pid, signal.SIGKILL)
             first.proc.wait(10)
         with sqlite3.connect(db) as conn:
-            scanned_to = conn.execute(
-                "SELECT json_extract(checkpoint, '$.scannedTo') FROM jobs WHERE id = ?", (job_id,)
-            ).fetchone()[0]
+            state, scanned_to = conn.execute(
+                "SELECT state, json_extract(checkpoint, '$.scannedTo') FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
             highest = conn.execute("SELECT MAX(block) FROM touched WHERE job_id = ?", (job_id,)).fetchone()[0]
+        assert state == "running", "the server was killed mid-scan"
         assert scanned_to > 0 and highest <= scanned_to, "nothing saved past the contiguous checkpoint"
         with server_behind(devnet, proxy, db, **env) as second, grpc.insecure_channel(second.addr) as ch:
             stub = jobs_pb2_grpc.JobServiceStub(ch)
