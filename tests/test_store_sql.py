@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from server.jobs.store import JobStore, StoreInUse, open_single_server
+from server.jobs.store import JobStore, SQLiteConnector, StoreInUse, open_single_server
 from server.jobs.store import postgres as postgres_module
 from server.jobs.store.migrate import migrations
 from server.jobs.store.postgres import PostgresConnector, to_pyformat
 from server.jobs.store.queries import load_queries, parse_queries
 from server.retry import RetryPolicy
+from tests.stack import wait_until
 from tests.test_store import PG_URL, new_job, pg_schema, running  # noqa: F401 (fixtures)
 
 STORE_DIR = Path(postgres_module.__file__).parent
@@ -101,6 +103,34 @@ def test_one_server_per_sqlite_file_and_a_dead_servers_jobs_resume(tmp_path) -> 
     second = JobStore(open_single_server(path))
     resumed = second.claim_next("b", 30)
     assert resumed is not None and resumed.id == job.id and resumed.attempts == 2
+    second.close()
+
+
+FILL_4_MB = (
+    "CREATE TABLE filler (x TEXT);"
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+    "INSERT INTO filler SELECT hex(randomblob(1000)) FROM n"
+)
+
+
+def test_the_servers_commits_leave_the_wal_checkpoint_to_a_thread_of_its_own(tmp_path) -> None:
+    """A commit that takes the WAL past 1,000 pages copies it into the database file itself (an fsync in some
+    job's last write); the server's connector leaves that to its checkpointer thread, and stops it on close."""
+    plain = SQLiteConnector(tmp_path / "plain.db")
+    plain.write(lambda tx: tx.script(FILL_4_MB))
+    assert (tmp_path / "plain.db").stat().st_size > 4_000_000, "SQLite's own: the commit checkpointed"
+    plain.close()
+
+    path = tmp_path / "server.db"
+    wal_threads = lambda: sum(t.name == "chainsync-wal" and t.is_alive() for t in threading.enumerate())  # noqa: E731
+    before = wal_threads()
+    server = open_single_server(str(path))
+    assert wal_threads() == before + 1
+    server.write(lambda tx: tx.script(FILL_4_MB))
+    assert path.stat().st_size < 1_000_000, "the commit left its pages in the WAL"
+    wait_until(lambda: path.stat().st_size > 4_000_000, 5, what="the checkpointer copied them into the file")
+    server.close()
+    assert wal_threads() == before, "closing the connector stops its checkpointer"
 
 
 # -- the PostgreSQL connector: a lost connection ------------------------------------------

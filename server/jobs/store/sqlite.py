@@ -9,11 +9,19 @@ SQLite's locking keeps several processes correct, but a file belongs to one
 server (replicas belong on PostgreSQL): ``open_single_server`` holds
 ``<file>.lock`` for the life of the process and makes the jobs a dead server
 left running claimable at once.
+
+The server's connector copies the WAL into the database file from a thread
+of its own (``background_checkpoints``). SQLite otherwise does it inside the
+commit that takes the WAL past 1,000 pages, with an fsync, in whichever job's
+write that is: 10 to 20 ms of a job's last steps (docs/decisions.md). Commits
+still checkpoint past ``WAL_AUTOCHECKPOINT_PAGES``, should the thread fall
+behind.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 import threading
 import time
@@ -27,6 +35,10 @@ from server.jobs.store.queries import load_queries
 
 T = TypeVar("T")
 QUERIES = load_queries("sqlite")
+CHECKPOINT_EVERY_S = 0.5  # how often the server's thread copies the WAL into the database file
+WAL_AUTOCHECKPOINT_PAGES = 16_000  # a commit checkpoints past this many WAL pages (64 MiB): the thread fell behind
+
+log = logging.getLogger("chainsync.store")
 
 
 class StoreInUse(Exception):
@@ -62,12 +74,18 @@ class SQLiteConnector:
 
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, background_checkpoints: bool = False) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.lock_file: IO[str] | None = None  # held by open_single_server
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if background_checkpoints:
+            self._checkpointer = threading.Thread(target=self._checkpoints, name="chainsync-wal", daemon=True)
         apply_migrations(self)
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -77,8 +95,23 @@ class SQLiteConnector:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
+            if self._checkpointer is not None:
+                db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             self._local.db = db
         return db
+
+    def _checkpoints(self) -> None:
+        """The checkpointer's loop, until close: a PASSIVE checkpoint (it waits for no reader or writer)
+        every CHECKPOINT_EVERY_S."""
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_EVERY_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # the next one copies what this one could not
+                    log.warning("WAL checkpoint failed", extra={"error": str(exc)})
+        finally:
+            db.close()
 
     def read(self, work: Callable[[Transaction], T]) -> T:
         return work(SQLiteTransaction(self._connection()))
@@ -114,7 +147,11 @@ class SQLiteConnector:
         return self.write(lambda tx: tx.run("release_orphans"))
 
     def close(self) -> None:
-        """Closes this thread's connection and the lock file (other threads' connections close with them)."""
+        """Closes this thread's connection, the checkpointer and the lock file (other threads' connections
+        close with them)."""
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            self._checkpointer.join(timeout=5)
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
@@ -128,14 +165,16 @@ def open_single_server(path: str) -> SQLiteConnector:
     """The connector of the one server a SQLite file may have; StoreInUse when another server holds it.
 
     The lock file stays held (and is closed by the OS) for the life of this process. Jobs left running
-    belong to a dead process, so they are made claimable now: they resume from their checkpoint.
+    belong to a dead process, so they are made claimable now: they resume from their checkpoint. Its WAL
+    is copied into the database file in the background (the module docstring).
     """
-    connector = SQLiteConnector(path)
+    connector = SQLiteConnector(path, background_checkpoints=True)
     lock = open(f"{path}.lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
+        connector.close()
         raise StoreInUse(path) from None
     connector.lock_file = lock
     connector.release_orphans()
