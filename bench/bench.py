@@ -239,7 +239,8 @@ def job_and_ceiling(devnet, tmp: Path, silent: str) -> tuple[dict[str, Any], cei
     d = run_chainsync(devnet, tmp, silent, runs=3)
     a = ceiling.best(devnet.url, recorded_requests(devnet, tmp, silent))
     print(
-        f"  d ({silent}): {d['seconds']:.2f} s {d['runs']}; a: {a.seconds:.2f} s at {a.concurrency} {a.by_concurrency}",
+        f"  d ({silent}): {d['seconds']:.2f} s {d['runs']}; a: {a.seconds:.2f} s at {a.concurrency}, {a.order} "
+        f"(fastest {a.fastest:.2f} s) {a.by_concurrency}",
         flush=True,
     )
     return d, a
@@ -280,10 +281,7 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
         "events": events,
         "blocks": blocks,
         "entities": d["records"],
-        "ceiling_seconds": round(a.seconds, 3),
-        "ceiling_concurrency": a.concurrency,
-        "ceiling_by_concurrency": {str(k): round(v, 3) for k, v in a.by_concurrency.items()},
-        "ceiling_requests": a.requests,
+        **ceiling_figures("ceiling", a),
         "web3_seconds": round(b["seconds"], 3),
         "naive_seconds_extrapolated": round(naive, 1),
         "naive_timed_blocks": c["timed_blocks"],
@@ -293,9 +291,7 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
         "ratio_vs_ceiling": round(a.seconds / d["seconds"], 3),
         "ratio_vs_web3": round(b["seconds"] / d["seconds"], 2),
         "ratio_vs_naive": round(naive / d["seconds"], 1),
-        "ceiling_default_seconds": round(a_default.seconds, 3),
-        "ceiling_default_requests": a_default.requests,
-        "ceiling_default_by_concurrency": {str(k): round(v, 3) for k, v in a_default.by_concurrency.items()},
+        **ceiling_figures("ceiling_default", a_default),
         "chainsync_default_seconds": round(d_default["seconds"], 3),
         "ratio_vs_ceiling_default": round(a_default.seconds / d_default["seconds"], 3),
         "peak_rss_mb": max(d["peak_rss_mb"], d_default["peak_rss_mb"]),
@@ -304,6 +300,19 @@ def measure_local(devnet, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
             "auto": round(d_default["seconds"], 3),
             **{s: round(r["seconds"], 3) for s, r in silent.items()},
         },
+    }
+
+
+def ceiling_figures(prefix: str, a: ceiling.Ceiling) -> dict[str, Any]:
+    """A ceiling's figures under results.json's names: ``seconds`` (the median at its fastest concurrency and
+    order: what the ratios use), and the search's ``fastest_seconds`` beside it (bench/ceiling.py)."""
+    return {
+        f"{prefix}_seconds": round(a.seconds, 3),
+        f"{prefix}_fastest_seconds": round(a.fastest, 3),
+        f"{prefix}_concurrency": a.concurrency,
+        f"{prefix}_order": a.order,
+        f"{prefix}_by_concurrency": {str(k): round(v, 3) for k, v in a.by_concurrency.items()},
+        f"{prefix}_requests": a.requests,
     }
 
 
@@ -317,19 +326,16 @@ def measure_remote(devnet, tmp: Path) -> dict[str, Any]:
     print(
         f"  remote d': {d['seconds']:.2f} s ({job_counts.requests} requests, {job_counts.rate_limited} answered 429, "
         f"{job_counts.range_refused} ranges refused, at most {job_counts.max_in_flight} in flight); "
-        f"a': {a.seconds:.2f} s at concurrency {a.concurrency} {a.by_concurrency}",
+        f"a': {a.seconds:.2f} s at concurrency {a.concurrency}, {a.order} (fastest {a.fastest:.2f} s) {a.by_concurrency}",
         flush=True,
     )
     return {
         "remote_rtt_ms": round(REMOTE.rtt_s * 1000),
         "remote_rate_per_s": REMOTE.rate,
         "remote_max_logs_range": REMOTE.max_logs_range,
-        "remote_ceiling_seconds": round(a.seconds, 3),
-        "remote_ceiling_concurrency": a.concurrency,
-        "remote_ceiling_by_concurrency": {str(k): round(v, 3) for k, v in a.by_concurrency.items()},
+        **ceiling_figures("remote_ceiling", a),
         "remote_chainsync_seconds": round(d["seconds"], 3),
         "remote_ratio_vs_ceiling": round(a.seconds / d["seconds"], 3),
-        "remote_requests": a.requests,
         "remote_job_requests": job_counts.requests,
         "remote_job_429": job_counts.rate_limited,
         "remote_job_max_in_flight": job_counts.max_in_flight,
@@ -383,7 +389,7 @@ def report(results: dict[str, Any]) -> None:
     print("| path | seconds |")
     print("| --- | ---: |")
     print(
-        f"| a'. ceiling: d''s {remote['remote_requests']} requests at concurrency {remote['remote_ceiling_concurrency']}, paced at the rate | {remote['remote_ceiling_seconds']:.2f} |"
+        f"| a'. ceiling: d''s {remote['remote_ceiling_requests']} requests at concurrency {remote['remote_ceiling_concurrency']}, paced at the rate | {remote['remote_ceiling_seconds']:.2f} |"
     )
     print(f"| d'. chainsync job, default configuration | {remote['remote_chainsync_seconds']:.2f} |")
     demo = remote["demo"]
@@ -404,6 +410,15 @@ def report(results: dict[str, Any]) -> None:
         ("d/c >= 30", results["ratio_vs_naive"] >= 30, results["ratio_vs_naive"]),
     ]
     print("goals: " + "; ".join(f"{name}: {value} ({'met' if ok else 'NOT met'})" for name, ok, value in goals))
+    against_fastest = [
+        ("d/a", results["ceiling_fastest_seconds"] / results["chainsync_seconds"]),
+        ("d default / a default", results["ceiling_default_fastest_seconds"] / results["chainsync_default_seconds"]),
+        ("d'/a'", remote["remote_ceiling_fastest_seconds"] / remote["remote_chainsync_seconds"]),
+    ]
+    print(
+        "the same against the ceiling search's single fastest run (bench/ceiling.py): "
+        + "; ".join(f"{name} {ratio:.3f}" for name, ratio in against_fastest)
+    )
     print(
         f"server peak RSS {results['peak_rss_mb']} MB; event-less change scan: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in results["silent_changes_seconds"].items())
