@@ -6,6 +6,7 @@ failure that names the endpoint: never in an empty or partial result.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -137,3 +138,26 @@ def test_a_node_that_cannot_read_state_at_a_block_hash_is_read_at_the_number(dev
         assert job.state == jobs_pb2.JOB_STATE_COMPLETED, job.error
         assert records == reference
         assert proxy.refused > 0, "the job asked at the hash first"
+
+
+def test_a_stoppable_jobs_requests_run_in_kept_daemon_threads(devnet) -> None:
+    """A job's requests run in threads of the endpoints' own, so that a stop need not wait for a node
+    (test_jobs.py: a node that never answers). One after another, they reuse one thread; the threads are
+    daemons, so one left waiting never holds up the process's exit; closing the endpoints ends them."""
+    from server.stopping import StopToken
+    from server.transport.endpoints import Endpoints
+    from server.transport.rpc import JsonRpc
+
+    def request_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "chainsync-rpc-request"]
+
+    before = set(request_threads())
+    endpoints = Endpoints()
+    with JsonRpc([devnet.url], stop=StopToken(), endpoints=endpoints) as rpc:
+        heads = {int(rpc.call("eth_blockNumber", []), 16) for _ in range(20)}
+    assert len(heads) == 1, heads
+    made = [t for t in request_threads() if t not in before]
+    assert len(made) == 1 and made[0].daemon, made
+    endpoints.close()
+    made[0].join(timeout=5)
+    assert not made[0].is_alive(), "closing the endpoints ends their threads"

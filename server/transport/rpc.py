@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
 from typing import Any
 
@@ -179,29 +180,21 @@ class JsonRpc:
     def _post(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
         """The parsed answer and when its request left (after waiting for a slot of the endpoint's window).
 
-        A stoppable job's request runs in a daemon thread of its own, so that a stop is seen within
+        A stoppable job's request runs in one of the endpoints' runner threads, so that a stop is seen within
         STOP_POLL_S even while a node holds the request open for its whole timeout; the abandoned request
         ends by its own timeout and its answer is dropped.
         """
         if self.stop is NEVER:
             return self._post_in_slot(url, body, max_bytes)
-        done = threading.Event()
-        outcome: list[Any] = []
-
-        def post() -> None:
+        context = copy_context()  # lines the request logs carry the job's log context
+        request = self.endpoints.runners.submit(lambda: context.run(self._post_in_slot, url, body, max_bytes))
+        while True:
             try:
-                outcome.append(self._post_in_slot(url, body, max_bytes))
-            except BaseException as exc:  # handed to the waiting thread
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=post, name="chainsync-rpc-request", daemon=True).start()
-        while not done.wait(STOP_POLL_S):
-            self.stop.raise_if_stopped()
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        return outcome[0]
+                return request.result(timeout=STOP_POLL_S)
+            except FutureTimeout:
+                if request.done():
+                    raise  # the request's own
+                self.stop.raise_if_stopped()
 
     def _post_in_slot(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
         """_post within a slot of the endpoint's window, telling the window how it went."""
