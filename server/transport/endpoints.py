@@ -198,13 +198,11 @@ class RequestThreads:
                 self._idle.release()
                 continue
             try:
-                result = request()
+                outcome, settle = request(), future.set_result
             except BaseException as exc:  # handed to the waiting thread
-                self._idle.release()  # idle before the waiting thread wakes: its next request finds this one
-                future.set_exception(exc)
-            else:
-                self._idle.release()
-                future.set_result(result)
+                outcome, settle = exc, future.set_exception
+            self._idle.release()  # idle before the waiting thread wakes: its next request finds this one
+            settle(outcome)
 
 
 class Endpoints:
