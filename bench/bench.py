@@ -36,6 +36,8 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ TRANSPARENT = Limits(rtt_s=0.0, rate=0.0, max_logs_range=None)  # records reques
 
 CHUNK = 2_000
 BUSY_LOAD = 0.8  # a 1-minute load average above this before the run: the figures are not those of a quiet machine
+REFERENCE_LOOP = 2_000_000  # iterations of the pure-Python loop that says how fast this machine's CPU is
 KINDS = {"proposals": "Proposals", "petitions": "Petitions", "reports": "Reports"}
 
 
@@ -121,10 +124,10 @@ def run_naive(
     return {"seconds": seconds, "timed_blocks": dense_blocks + sample, "timed_events": dense_events + sample_events}
 
 
-def run_chainsync(devnet, tmp: Path, silent: str, proxy: RemoteProxy | None = None, runs: int = 1) -> dict[str, Any]:
-    """A full sync by a server of its own (through proxy when given): the median of runs, the last job's figures.
-
-    With a proxy, its counts and records start when the job does (after the server's start-up trace probe)."""
+@contextmanager
+def chainsync_server(devnet, tmp: Path, silent: str, proxy: RemoteProxy | None = None) -> Iterator[Any]:
+    """A server of its own for full syncs with event-less changes ``silent`` (through proxy when given); with
+    a proxy, ready once the server's start-up trace probe went through it."""
     with grpc_server(
         rpc_url=proxy.url if proxy else devnet.url,
         deployment_path=devnet.deployment_path,
@@ -136,21 +139,43 @@ def run_chainsync(devnet, tmp: Path, silent: str, proxy: RemoteProxy | None = No
             deadline = time.monotonic() + 10
             while "trace_filter" not in proxy.counts.methods and time.monotonic() < deadline:
                 time.sleep(0.01)
-        times = []
+        yield server
+
+
+class TimedJobs:
+    """Full syncs on one server, one at a time (``run``), and their figures: the median time of those after
+    the first ``warm_up`` (a new server's first jobs make its connections and learn the node's limits)."""
+
+    def __init__(self, server: Any, proxy: RemoteProxy | None = None, warm_up: int = 0) -> None:
+        self.server, self.proxy, self.warm_up = server, proxy, warm_up
+        self.times: list[float] = []
+
+    def run(self) -> None:
+        if self.proxy is not None:
+            self.proxy.reset()  # its counts and records start with the job
+        self.job, seconds, self.peak_kb = _timed_job(self.server)
+        self.times.append(seconds)
+
+    def figures(self) -> dict[str, Any]:
+        counted = self.times[self.warm_up :]
+        return {
+            "seconds": sorted(counted)[len(counted) // 2],
+            "runs": [round(t, 3) for t in counted],
+            "events": self.job.stats.events_found,
+            "records": self.job.stats.records_total,
+            "peak_rss_mb": round(self.peak_kb / 1024, 1),
+            "from_block": self.job.from_block,
+            "to_block": self.job.to_block,
+        }
+
+
+def run_chainsync(devnet, tmp: Path, silent: str, proxy: RemoteProxy | None = None, runs: int = 1) -> dict[str, Any]:
+    """Full syncs by a server of its own (through proxy when given): the median of runs, the last job's figures."""
+    with chainsync_server(devnet, tmp, silent, proxy) as server:
+        jobs = TimedJobs(server, proxy)
         for _ in range(runs):
-            if proxy is not None:
-                proxy.reset()
-            job, seconds, peak_kb = _timed_job(server)
-            times.append(seconds)
-    return {
-        "seconds": sorted(times)[len(times) // 2],
-        "runs": [round(t, 3) for t in times],
-        "events": job.stats.events_found,
-        "records": job.stats.records_total,
-        "peak_rss_mb": round(peak_kb / 1024, 1),
-        "from_block": job.from_block,
-        "to_block": job.to_block,
-    }
+            jobs.run()
+    return jobs.figures()
 
 
 def _timed_job(server) -> tuple[jobs_pb2.Job, float, int]:
@@ -213,6 +238,7 @@ def main() -> int:
         return run_memory(Path(args.out))
 
     load_before = os.getloadavg()[0]
+    reference = cpu_reference_seconds()
     if load_before > BUSY_LOAD:
         print(
             f"warning: load average {load_before:.2f} before the run: another program is using the cores, and the "
@@ -224,7 +250,12 @@ def main() -> int:
         remote = measure_remote(devnet, Path(tmp))
     with tempfile.TemporaryDirectory() as tmp, open_devnet(REPO / ".devnet", "demo") as demo:
         remote["demo"] = measure_demo(demo, Path(tmp))
-    results = {**local, "remote": remote, "load_average_before": round(load_before, 2)}
+    results = {
+        **local,
+        "remote": remote,
+        "load_average_before": round(load_before, 2),
+        "cpu_reference_seconds": reference,
+    }
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     if "memory" in previous:
         results["memory"] = previous["memory"]  # from the last `make bench-memory`
@@ -235,9 +266,15 @@ def main() -> int:
 
 
 def job_and_ceiling(devnet, tmp: Path, silent: str) -> tuple[dict[str, Any], ceiling.Ceiling]:
-    """d (a job with event-less changes ``silent``, median of three) and a (its requests sent again)."""
-    d = run_chainsync(devnet, tmp, silent, runs=3)
-    a = ceiling.best(devnet.url, recorded_requests(devnet, tmp, silent))
+    """d (jobs with event-less changes ``silent``) and a (their requests sent again), measured alternately: a
+    job before each of the ceiling's final replays, after one to warm the server up; each the median of its
+    REPEATS."""
+    requests = recorded_requests(devnet, tmp, silent)
+    with chainsync_server(devnet, tmp, silent) as server:
+        jobs = TimedJobs(server, warm_up=1)
+        jobs.run()
+        a = ceiling.best(devnet.url, requests, alternate_with=jobs.run)
+    d = jobs.figures()
     print(
         f"  d ({silent}): {d['seconds']:.2f} s {d['runs']}; a: {a.seconds:.2f} s at {a.concurrency}, {a.order} "
         f"(fastest {a.fastest:.2f} s) {a.by_concurrency}",
@@ -318,11 +355,15 @@ def ceiling_figures(prefix: str, a: ceiling.Ceiling) -> dict[str, Any]:
 
 def measure_remote(devnet, tmp: Path) -> dict[str, Any]:
     """d' and a' through a node 50 ms away that caps ranges and rates (tests/remote_proxy.py)."""
-    with RemoteProxy(devnet.url, REMOTE, record=True) as proxy:
-        d = run_chainsync(devnet, tmp, "auto", proxy, runs=3)  # the median, as locally; the last run's requests
-        requests = list(proxy.recorded)
-        job_counts = proxy.counts
-        a = ceiling.best(proxy.url, requests, rate=REMOTE.rate, before_each=proxy.reset)
+    with RemoteProxy(devnet.url, REMOTE, record=True) as proxy, chainsync_server(devnet, tmp, "auto", proxy) as server:
+        # The first job learns the proxy's range cap (and is refused on the way); the second's requests are the
+        # ceiling's; then a job before each of the ceiling's final replays, as locally.
+        jobs = TimedJobs(server, proxy, warm_up=2)
+        jobs.run()
+        jobs.run()
+        requests, job_counts = list(proxy.recorded), proxy.counts
+        a = ceiling.best(proxy.url, requests, rate=REMOTE.rate, before_each=proxy.reset, alternate_with=jobs.run)
+    d = jobs.figures()
     print(
         f"  remote d': {d['seconds']:.2f} s ({job_counts.requests} requests, {job_counts.rate_limited} answered 429, "
         f"{job_counts.range_refused} ranges refused, at most {job_counts.max_in_flight} in flight); "
@@ -343,19 +384,41 @@ def measure_remote(devnet, tmp: Path) -> dict[str, Any]:
 
 
 def measure_demo(demo, tmp: Path) -> dict[str, Any]:
-    """The demo chain's full sync on loopback and 50 ms away (median of three each, after one to warm up)."""
-    loopback = run_chainsync(demo, tmp, "auto", runs=4)
-    with RemoteProxy(demo.url, REMOTE) as proxy:
-        remote = run_chainsync(demo, tmp, "auto", proxy, runs=4)
-    slowdown = remote["seconds"] / loopback["seconds"]
+    """The demo chain's full sync on loopback and 50 ms away, by two servers taking turns (REPEATS each,
+    after one each to warm up): each the median of its jobs."""
+    with (
+        RemoteProxy(demo.url, REMOTE) as proxy,
+        chainsync_server(demo, tmp, "auto") as near,
+        chainsync_server(demo, tmp, "auto", proxy) as far,
+    ):
+        loopback, remote = TimedJobs(near, warm_up=1), TimedJobs(far, proxy, warm_up=1)
+        for _ in range(1 + ceiling.REPEATS):
+            loopback.run()
+            remote.run()
+    near_figures, far_figures = loopback.figures(), remote.figures()
+    slowdown = far_figures["seconds"] / near_figures["seconds"]
     print(
-        f"  demo full sync: loopback {loopback['runs']} s, 50 ms away {remote['runs']} s: x{slowdown:.2f}", flush=True
+        f"  demo full sync: loopback {near_figures['runs']} s, 50 ms away {far_figures['runs']} s: x{slowdown:.2f}",
+        flush=True,
     )
     return {
-        "loopback_seconds": round(loopback["seconds"], 3),
-        "remote_seconds": round(remote["seconds"], 3),
+        "loopback_seconds": round(near_figures["seconds"], 3),
+        "remote_seconds": round(far_figures["seconds"], 3),
         "slowdown": round(slowdown, 2),
     }
+
+
+def cpu_reference_seconds() -> float:
+    """How fast this machine's CPU is: the median of three timings of a fixed pure-Python loop (dict and int
+    work, as the job's own). The local job is bound by the server's Python work more than its ceiling is, so
+    d/a falls on a slower CPU while the demo's ratio rises: read each run's ratios beside this figure."""
+    times = []
+    for _ in range(3):
+        started, seen = time.perf_counter(), {}
+        for n in range(REFERENCE_LOOP):
+            seen[n & 1023] = seen.get(n & 1023, 0) + n
+        times.append(time.perf_counter() - started)
+    return round(sorted(times)[1], 3)
 
 
 def report(results: dict[str, Any]) -> None:
@@ -423,6 +486,7 @@ def report(results: dict[str, Any]) -> None:
         f"server peak RSS {results['peak_rss_mb']} MB; event-less change scan: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in results["silent_changes_seconds"].items())
     )
+    print(f"CPU reference (a fixed pure-Python loop, bench/bench.py): {results['cpu_reference_seconds']} s")
     memory = results.get("memory")
     if memory:
         print(

@@ -12,8 +12,12 @@ concurrency: try them all, keep the fastest (each run starts from a full
 bucket). Each is tried in two orders, as the job sent them and longest first
 (each request's time as the run at concurrency 1 measured it), so that a job
 cannot make its ceiling slower by the order it sends in. The fastest
-concurrency and order then run REPEATS times more, and the ceiling is the
-median of those: the statistic a job's time is (the median of three jobs).
+concurrency and order then run REPEATS times more, each right after a job
+when the bench asks (``alternate_with``), and the ceiling is the median of
+those: the statistic a job's time is (the median of the jobs run between
+them). Alternating matters on a shared machine: its CPU's speed was seen to
+change by half within seconds, and a ratio of two figures measured a minute
+apart says as much about that as about the job.
 The search's single fastest run is kept too (``fastest``): a minimum over
 nine runs that differ by noise alone is lower than any typical run, and a
 median of jobs against it reads lower than the job really is. A job's time
@@ -24,18 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
 import orjson
 
 CONCURRENCIES = (1, 2, 4, 8, 16)
-REPEATS = 3  # runs of the fastest concurrency and order: the ceiling is their median, as d is the median of 3 jobs
+REPEATS = 5  # runs of the fastest concurrency and order, each after a job: the ceiling is their median, d the jobs'
 
 
 @dataclass(frozen=True)
 class Ceiling:
-    seconds: float  # the median of REPEATS replays at the fastest concurrency and order
+    seconds: float  # the median of REPEATS replays at the fastest concurrency and order (alternating with jobs)
     concurrency: int
     order: str  # "as sent" or "longest first"
     requests: int
@@ -91,14 +96,22 @@ async def _replay(
         return time.perf_counter() - started
 
 
-def best(url: str, bodies: list[bytes], *, rate: float | None = None, before_each: object = None) -> Ceiling:
+def best(
+    url: str,
+    bodies: list[bytes],
+    *,
+    rate: float | None = None,
+    before_each: Callable[[], object] | None = None,
+    alternate_with: Callable[[], object] | None = None,
+) -> Ceiling:
     """The replay of bodies to url at its fastest concurrency and order (paced at rate, burst one second's
-    worth): the median of REPEATS runs of it, after the search."""
+    worth): the median of REPEATS runs of it after the search, each run after a call of alternate_with (the
+    bench runs a job there)."""
     tries: dict[tuple[int, str], float] = {}
     took: dict[int, float] = {}
 
     def replay(order: list[bytes], concurrency: int, record: dict[int, float] | None = None) -> float:
-        if callable(before_each):
+        if before_each is not None:
             before_each()  # e.g. refill the proxy's bucket
         pacer = Pacer(rate, rate) if rate else None
         return asyncio.run(_replay(url, order, concurrency, pacer, record))
@@ -109,6 +122,11 @@ def best(url: str, bodies: list[bytes], *, rate: float | None = None, before_eac
     for concurrency in CONCURRENCIES[1:]:
         tries[(concurrency, "longest first")] = replay(orders["longest first"], concurrency)
     concurrency, order = min(tries, key=tries.__getitem__)
-    again = sorted(replay(orders[order], concurrency) for _ in range(REPEATS))
+    again = []
+    for _ in range(REPEATS):
+        if alternate_with is not None:
+            alternate_with()
+        again.append(replay(orders[order], concurrency))
+    again.sort()
     by_concurrency = {c: min(t for (tried, _), t in tries.items() if tried == c) for c in CONCURRENCIES}
     return Ceiling(again[REPEATS // 2], concurrency, order, len(bodies), by_concurrency, tries[(concurrency, order)])
