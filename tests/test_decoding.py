@@ -48,6 +48,7 @@ def test_edge_values_decode_exactly(values: tuple) -> None:
         lambda d: d[:96] + (2).to_bytes(32, "big") + d[128:],  # bool word of 2
         lambda d: d[:64] + b"\x01" + d[65:],  # address with dirty padding
         lambda d: d[:160] + (2**64).to_bytes(32, "big") + d[192:],  # uint64 out of range
+        lambda d: (len(d) + 32).to_bytes(32, "big") + d[32:],  # string offset past the end
     ],
 )
 def test_malformed_answers_are_refused_not_guessed(corrupt) -> None:

@@ -95,71 +95,65 @@ def _to_json_value(abi_type: str) -> Callable[[Any], Any]:
 
 
 _WORD = 32
+_STRING, _ADDRESS, _BOOL, _UINT = range(4)  # the head word kinds the lean decoder reads
 
 
-def _word(data: bytes, at: int) -> bytes:
-    word = data[at : at + _WORD]
-    if len(word) != _WORD:
-        raise ValueError(f"return data ends inside the word at byte {at}")
-    return word
-
-
-def _word_decoder(abi_type: str) -> Callable[[bytes, int], Any] | None:
-    """A decoder for one head word of a flat tuple, or None when eth_abi must do it."""
+def _word_kind(abi_type: str) -> tuple[int, int] | None:
+    """(kind, bits) of one head word of a flat tuple (bits: a uint's width), or None when eth_abi must do it."""
     if abi_type == "string":
-
-        def string(data: bytes, at: int) -> str:
-            offset = int.from_bytes(_word(data, at), "big")
-            length = int.from_bytes(_word(data, offset), "big")
-            padded = data[offset + _WORD : offset + _WORD + -(-length // _WORD) * _WORD]
-            if len(padded) != -(-length // _WORD) * _WORD or any(padded[length:]):
-                raise ValueError("string runs past the end of the return data or has dirty padding")
-            return padded[:length].decode("utf-8")
-
-        return string
-    if abi_type == "bool":
-
-        def boolean(data: bytes, at: int) -> bool:
-            value = int.from_bytes(_word(data, at), "big")
-            if value > 1:
-                raise ValueError(f"bool word holds {value}")
-            return value == 1
-
-        return boolean
+        return _STRING, 0
     if abi_type == "address":
-
-        def address(data: bytes, at: int) -> str:
-            word = _word(data, at)
-            if word[:12] != bytes(12):
-                raise ValueError("address word has non-zero padding")
-            return "0x" + word[12:].hex()
-
-        return address
+        return _ADDRESS, 0
+    if abi_type == "bool":
+        return _BOOL, 0
     if abi_type.startswith("uint"):
-        bits = int(abi_type[4:] or 256)
-
-        def uint(data: bytes, at: int) -> int:
-            value = int.from_bytes(_word(data, at), "big")
-            if value >> bits:
-                raise ValueError(f"{abi_type} word out of range")
-            return value
-
-        return uint
+        return _UINT, int(abi_type[4:] or 256)
     return None
 
 
 def make_decoder(types: tuple[str, ...]) -> Callable[[bytes], tuple[Any, ...]]:
     """Decodes return data of these types: a lean path for flat tuples of strings, uints,
-    addresses and bools (the platform's getters), eth_abi for anything else. Built once per getter."""
-    words = [_word_decoder(t) for t in types]
-    if any(w is None for w in words):
-        return lambda data: abi_decode(types, data)
-    head = _WORD * len(types)
+    addresses and bools (the platform's getters), eth_abi for anything else. Built once per getter.
+
+    The lean path is one loop over the head words with the checks eth_abi makes (no data past the end, clean
+    padding, values within their type): a full sync decodes every entity, so it is kept free of a function
+    call per word."""
+    plan: list[tuple[int, int, int, int]] = []  # per head word: where it starts and ends, its kind, its bits
+    for n, abi_type in enumerate(types):
+        word = _word_kind(abi_type)
+        if word is None:
+            return lambda data: abi_decode(types, data)
+        plan.append((n * _WORD, n * _WORD + _WORD, *word))
+    head, padding = _WORD * len(types), bytes(12)
 
     def decode(data: bytes) -> tuple[Any, ...]:
         if len(data) < head:
             raise ValueError(f"return data is {len(data)} bytes, shorter than its {head}-byte head")
-        return tuple(word(data, n * _WORD) for n, word in enumerate(words))
+        values: list[Any] = []
+        for at, end, kind, bits in plan:
+            if kind == _UINT:
+                value: Any = int.from_bytes(data[at:end], "big")
+                if value >> bits:
+                    raise ValueError(f"uint{bits} word at byte {at} out of range")
+            elif kind == _STRING:
+                offset = int.from_bytes(data[at:end], "big")
+                length = int.from_bytes(data[offset : offset + _WORD], "big")
+                padded_length = -(-length // _WORD) * _WORD
+                padded = data[offset + _WORD : offset + _WORD + padded_length]
+                if offset + _WORD > len(data) or len(padded) != padded_length or any(padded[length:]):
+                    raise ValueError("string runs past the end of the return data or has dirty padding")
+                value = padded[:length].decode("utf-8")
+            elif kind == _ADDRESS:
+                if data[at : at + 12] != padding:
+                    raise ValueError("address word has non-zero padding")
+                value = "0x" + data[at + 12 : end].hex()
+            else:
+                value = int.from_bytes(data[at:end], "big")
+                if value > 1:
+                    raise ValueError(f"bool word holds {value}")
+                value = value == 1
+            values.append(value)
+        return tuple(values)
 
     return decode
 
