@@ -209,9 +209,9 @@ class LogScan:
         )
         if not isinstance(logs, list):
             raise TransientError("eth_getLogs answered something that is not a list")
-        for entry in logs:
-            if not start <= int(entry["blockNumber"], 16) <= end:
-                raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {entry['blockNumber']}")
+        for number in {entry["blockNumber"] for entry in logs}:  # a dense answer: thousands of logs, few blocks
+            if not start <= int(number, 16) <= end:
+                raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {number}")
         return logs
 
 
@@ -227,30 +227,47 @@ def log_touches(
 ) -> tuple[list[Touch], int]:
     """The entities the kinds' events name, one touch per entity and block (with how many of the block's
     events named it, and the provenance of its creating event), and how many events of the kinds there were
-    after block counted_to. Below block detail_from only the creating events' touches are kept."""
-    named: dict[tuple[str, int, int], list[Any]] = {}  # (kind, id, block) -> [events, created]
+    after block counted_to. Below block detail_from only the creating events' touches are kept.
+
+    A dense answer holds thousands of logs of a few blocks, contracts and entities: each address's kind, each
+    block number and each entity id is worked out once per answer, not once per log."""
+    events_of: dict[tuple[str, str, int], int] = {}  # (kind, id topic, block) -> events naming the entity
+    created: dict[tuple[str, str, int], dict[str, Any]] = {}  # the same key -> its creating event's provenance
+    kinds: dict[str, tuple[str, dict[str, tuple[str, int]], str] | None] = {}  # address as written -> its kind
+    blocks: dict[str, int] = {}  # blockNumber as written -> the number
     found = 0
     for entry in logs:
         address = entry["address"]
-        kind = by_address.get(address) or by_address.get(address.lower())
-        topics = entry["topics"]
-        if kind is None or not topics or entry.get("removed"):
+        if address not in kinds:
+            kind = by_address.get(address) or by_address.get(address.lower())
+            kinds[address] = (kind.name, kind.topics, kind.created_topic) if kind is not None else None
+        known, topics = kinds[address], entry["topics"]
+        if known is None or not topics or entry.get("removed"):
             continue
-        event = kind.topics.get(topics[0])
+        name, kind_topics, created_topic = known
+        event = kind_topics.get(topics[0])
         if event is None:
             continue
-        block = int(entry["blockNumber"], 16)
+        number = entry["blockNumber"]
+        block = blocks.get(number)
+        if block is None:
+            block = blocks[number] = int(number, 16)
         if block > counted_to:
             found += 1
-        creating = topics[0] == kind.created_topic
+        creating = topics[0] == created_topic
         if block < detail_from and not creating:
             continue
-        key = (kind.name, int(topics[event[1]], 16), block)
-        touch = named.get(key)
-        if touch is None:
-            touch = named[key] = [0, None]
-        touch[0] += 1
+        key = (name, topics[event[1]], block)
+        events_of[key] = events_of.get(key, 0) + 1
         if creating:
             log_index = int(entry["logIndex"], 16)
-            touch[1] = {"blockNumber": str(block), "transactionHash": entry["transactionHash"], "logIndex": log_index}
-    return [Touch(kind, entity, block, n, created) for (kind, entity, block), (n, created) in named.items()], found
+            created[key] = {
+                "blockNumber": str(block),
+                "transactionHash": entry["transactionHash"],
+                "logIndex": log_index,
+            }
+    touches = [
+        Touch(kind, int(entity, 16), block, n, created.get((kind, entity, block)))
+        for (kind, entity, block), n in events_of.items()
+    ]
+    return touches, found
