@@ -25,7 +25,8 @@ class Faults:
     status: int | None = None  # answer this HTTP status instead of forwarding (429, 503)
     drop: bool = False  # close the connection without an answer
     corrupt: bool = False  # forward, then cut the answer's body in half
-    rate: float = 1.0  # share of requests the status/drop/corrupt faults hit (the delay hits all)
+    strip_log_field: str | None = None  # forward, then remove this field from each log of an eth_getLogs answer
+    rate: float = 1.0  # share of requests the status/drop/corrupt/strip faults hit (the delay hits all)
     fail_next: int = -1  # when >= 0: only that many more requests are hit, then the faults stop
     provider: str = "generic"  # whose error text the range/result caps answer with (see PROVIDER_ERRORS)
     max_range: int | None = None  # eth_getLogs ranges wider than this are refused
@@ -125,7 +126,8 @@ class FaultProxy:
             self.requests += 1
         if f.delay_s and (not f.delay_only or any(f'"{m}"'.encode() in body for m in f.delay_only)):
             threading.Event().wait(f.delay_s)
-        hit = bool(f.status or f.drop or f.corrupt) and self._hit()
+        strips = f.strip_log_field is not None and self._get_logs(body) is not None
+        hit = bool(f.status or f.drop or f.corrupt or strips) and self._hit()
         if hit and f.drop:
             handler.close_connection = True
             handler.connection.close()
@@ -145,6 +147,11 @@ class FaultProxy:
             payload = json.dumps(refusal).encode()
         if hit and f.corrupt:
             payload = payload[: len(payload) // 2]
+        if hit and strips:
+            answer = json.loads(payload)
+            for entry in answer.get("result") or []:
+                entry.pop(f.strip_log_field, None)
+            payload = json.dumps(answer).encode()
         self._reply(handler, upstream.status_code, payload)
 
     def _get_logs(self, body: bytes) -> tuple[Any, int, int] | None:

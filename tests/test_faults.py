@@ -76,9 +76,10 @@ def test_result_size_caps_are_split_and_the_result_is_exact(devnet, tmp_path, re
         Faults(status=503, rate=0.3),
         Faults(drop=True, rate=0.2),
         Faults(corrupt=True, rate=0.2),
+        Faults(strip_log_field="blockNumber", rate=0.3),
         Faults(delay_s=0.01),
     ],
-    ids=["429", "503", "drop", "corrupt", "delay"],
+    ids=["429", "503", "drop", "corrupt", "log-without-blockNumber", "delay"],
 )
 def test_transient_faults_are_retried_and_the_result_is_exact(devnet, tmp_path, reference, faults) -> None:
     for proxy, addr in through_proxy(devnet, tmp_path, faults, CHAINSYNC_LOG_CHUNK="200"):
@@ -97,6 +98,19 @@ def test_a_node_that_keeps_failing_fails_the_job_naming_endpoint_error_and_tries
         assert "HTTP 503" in job.error.message and "tries" in job.error.message
 
 
+def test_logs_that_keep_lacking_a_field_fail_the_job_naming_the_field(devnet, tmp_path) -> None:
+    """An eth_getLogs answer whose logs lack a field the scan reads is malformed: fetched again, and when the
+    node keeps sending it, the job fails saying which field of which log, never with those logs skipped."""
+    faults = Faults(strip_log_field="transactionHash")
+    for proxy, addr in through_proxy(devnet, tmp_path, faults, CHAINSYNC_RPC_BUDGET="2"):
+        job, records = full_sync(addr)
+        assert job.state == jobs_pb2.JOB_STATE_FAILED and records is None
+        assert job.error.code == "RPC_UNAVAILABLE"
+        assert "missing required field `transactionHash`" in job.error.message
+        assert "$.result[0]" in job.error.message
+        assert proxy.faulted > 1, "fetched again before giving up"
+
+
 def test_failover_to_the_next_url_when_the_first_is_down(devnet, tmp_path, reference) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
     for proxy, addr in through_proxy(devnet, tmp_path, Faults(), rpc_url=f"{closed},{devnet.url}"):
@@ -109,7 +123,7 @@ def test_failover_to_the_next_url_when_the_first_is_down(devnet, tmp_path, refer
 def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> None:
     """The sync reads at most max_logs_bytes of one eth_getLogs answer; a larger one is split, not held."""
     from server.engine.contracts import entity_kinds, load_deployment
-    from server.engine.scan import log_touches
+    from server.engine.scan import Log, log_touches
     from server.engine.stats import SyncStats
     from server.engine.sync import SyncEngine, SyncOptions
     from server.transport.rpc import JsonRpc
@@ -122,7 +136,9 @@ def test_an_answer_too_large_to_hold_is_dropped_and_its_range_split(devnet) -> N
         by_address = {devnet.deployment[k.contract].lower(): k for k in engine.kinds.values()}
         touches, events = engine.scan._touches(1, devnet.expected.head_block, addresses, by_address, stats, 1, 0)
         whole = rpc.call(
-            "eth_getLogs", [{"fromBlock": "0x1", "toBlock": hex(devnet.expected.head_block), "address": addresses}]
+            "eth_getLogs",
+            [{"fromBlock": "0x1", "toBlock": hex(devnet.expected.head_block), "address": addresses}],
+            result_type=list[Log],
         )
         assert stats.range_splits > 0 and engine.scan.sizer.size < 100_000, "the answer was too large: split"
         assert (touches, events) == log_touches(whole, by_address), "every event, in order, from the smaller requests"

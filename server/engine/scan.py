@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
+
 from server.engine.chunks import ChunkSizer
 from server.engine.contracts import EntityKind
 from server.engine.journal import SyncJournal, Touch
@@ -45,6 +47,20 @@ class Detail:
 
     events_from: int
     calls_from: int
+
+
+class Log(msgspec.Struct, rename="camel", gc=False):
+    """What the scan reads of an eth_getLogs entry. The transport decodes answers straight into these: the
+    rest of each entry (its data, above all) is parsed as JSON but never made into Python objects, and an entry
+    without one of these fields is a malformed answer, fetched again. (gc=False: a log refers to nothing that
+    could refer back to it, and a dense answer holds tens of thousands.)"""
+
+    address: str
+    topics: list[str]
+    block_number: str
+    transaction_hash: str
+    log_index: str
+    removed: bool = False
 
 
 class Gate(Protocol):
@@ -194,22 +210,21 @@ class LogScan:
             start = stop + 1
         return touches, found
 
-    def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
+    def _logs_of(self, start: int, end: int, addresses: list[str]) -> list[Log]:
         """The logs, fetched again (a few times) while the node's answers parse but make no sense."""
         try:
             return retry_call(lambda _: self._get_logs(start, end, addresses), REFETCH_MALFORMED)
         except GaveUp:
             raise ChainsyncError("RPC_BAD_RESPONSE", "the node kept answering malformed eth_getLogs results") from None
 
-    def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[dict[str, Any]]:
+    def _get_logs(self, start: int, end: int, addresses: list[str]) -> list[Log]:
         logs = self.rpc.call(
             "eth_getLogs",
             [{"fromBlock": hex(start), "toBlock": hex(end), "address": addresses}],
             max_response_bytes=self.max_logs_bytes,
+            result_type=list[Log],
         )
-        if not isinstance(logs, list):
-            raise TransientError("eth_getLogs answered something that is not a list")
-        for number in {entry["blockNumber"] for entry in logs}:  # a dense answer: thousands of logs, few blocks
+        for number in {entry.block_number for entry in logs}:  # a dense answer: thousands of logs, few blocks
             if not start <= int(number, 16) <= end:
                 raise TransientError(f"eth_getLogs for {start}..{end} returned a log of block {number}")
         return logs
@@ -223,7 +238,7 @@ def _calls_not_named(events: list[Touch], calls: list[list[Touch]]) -> list[Touc
 
 
 def log_touches(
-    logs: list[dict[str, Any]], by_address: dict[str, EntityKind], detail_from: int = 0, counted_to: int = -1
+    logs: list[Log], by_address: dict[str, EntityKind], detail_from: int = 0, counted_to: int = -1
 ) -> tuple[list[Touch], int]:
     """The entities the kinds' events name, one touch per entity and block (with how many of the block's
     events named it, and the provenance of its creating event), and how many events of the kinds there were
@@ -237,18 +252,18 @@ def log_touches(
     blocks: dict[str, int] = {}  # blockNumber as written -> the number
     found = 0
     for entry in logs:
-        address = entry["address"]
+        address = entry.address
         if address not in kinds:
             kind = by_address.get(address) or by_address.get(address.lower())
             kinds[address] = (kind.name, kind.topics, kind.created_topic) if kind is not None else None
-        known, topics = kinds[address], entry["topics"]
-        if known is None or not topics or entry.get("removed"):
+        known, topics = kinds[address], entry.topics
+        if known is None or not topics or entry.removed:
             continue
         name, kind_topics, created_topic = known
         event = kind_topics.get(topics[0])
         if event is None:
             continue
-        number = entry["blockNumber"]
+        number = entry.block_number
         block = blocks.get(number)
         if block is None:
             block = blocks[number] = int(number, 16)
@@ -260,10 +275,10 @@ def log_touches(
         key = (name, topics[event[1]], block)
         events_of[key] = events_of.get(key, 0) + 1
         if creating:
-            log_index = int(entry["logIndex"], 16)
+            log_index = int(entry.log_index, 16)
             created[key] = {
                 "blockNumber": str(block),
-                "transactionHash": entry["transactionHash"],
+                "transactionHash": entry.transaction_hash,
                 "logIndex": log_index,
             }
     touches = [

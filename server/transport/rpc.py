@@ -1,7 +1,12 @@
 """The JSON-RPC client to the EVM node.
 
 Owns: pooled HTTP connections (httpx + orjson), JSON-RPC array batches, and
-what to do when the node misbehaves. Transient failures (connection errors,
+what to do when the node misbehaves. A caller that says what a call's result
+is (``result_type``: a msgspec type) gets it decoded straight into that type:
+the whole answer is still parsed and checked as JSON, but only the fields the
+type names become Python objects (eth_getLogs' thousands of log entries,
+server/engine/scan.py), and an answer of another shape is a malformed one,
+named by its path (``$.result[3].blockNumber``). Transient failures (connection errors,
 timeouts, HTTP 429 and 5xx, an answer that is not JSON-RPC) are retried under
 the one retry policy (server/retry.py: the next URL at once, backoff with full
 jitter after each round over the URLs, a time budget per call); when the
@@ -22,13 +27,15 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
+from functools import lru_cache
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 
 from server.errors import ChainsyncError
@@ -43,6 +50,8 @@ log = logging.getLogger("chainsync.rpc")
 
 MAX_BATCH = 100  # calls per JSON-RPC array
 STOP_POLL_S = 0.1  # how often a request in flight looks at the stop token
+
+Parser = Callable[[bytes], Any]  # an answer's bytes into JSON-RPC answers (_parser)
 
 
 class TransientError(Transient):
@@ -98,10 +107,13 @@ class JsonRpc:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, method: str, params: list[Any], *, max_response_bytes: int | None = None) -> Any:
+    def call(
+        self, method: str, params: list[Any], *, max_response_bytes: int | None = None, result_type: Any = None
+    ) -> Any:
         """One call's result. With max_response_bytes, a larger answer raises ResponseTooLarge
-        after reading at most that much (memory stays bounded whatever the node sends)."""
-        return self._send([(method, params)], max_response_bytes)[0]
+        after reading at most that much (memory stays bounded whatever the node sends). With result_type, the
+        result decoded into that msgspec type (an answer of another shape is retried as malformed)."""
+        return self._send([(method, params)], max_response_bytes, _parser(result_type))[0]
 
     def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
         """Results of the calls, in order, sent as JSON-RPC arrays of at most MAX_BATCH, the arrays at once
@@ -115,7 +127,9 @@ class JsonRpc:
         futures = [self._pool.submit(copy_context().run, self._send, part) for part in slices]
         return [result for future in futures for result in future.result()]
 
-    def _send(self, calls: Sequence[tuple[str, list[Any]]], max_bytes: int | None = None) -> list[Any]:
+    def _send(
+        self, calls: Sequence[tuple[str, list[Any]]], max_bytes: int | None = None, parse: Parser = orjson.loads
+    ) -> list[Any]:
         with self._lock:
             ids = [next(self._ids) for _ in calls]
         single = len(calls) == 1
@@ -126,18 +140,20 @@ class JsonRpc:
         def attempt(index: int) -> list[Any]:
             url = self.urls[index % len(self.urls)]
             self.stop.raise_if_stopped()
-            return self._request(url, method, body, ids, single, max_bytes)
+            return self._request(url, method, body, ids, single, max_bytes, parse)
 
         try:
             return retry_call(attempt, self.retry, sleep=self.stop.sleep, on_retry=self._retrying)
         except GaveUp as gave_up:
             raise self._unavailable(gave_up) from gave_up.last
 
-    def _request(self, url: str, method: str, body: bytes, ids: list[int], single: bool, max_bytes: int | None) -> Any:
+    def _request(
+        self, url: str, method: str, body: bytes, ids: list[int], single: bool, max_bytes: int | None, parse: Parser
+    ) -> Any:
         """One HTTP request and its answers matched to ids; counted in the metrics by its outcome."""
         outcome, started = "other", time.perf_counter()
         try:
-            answers, started = self._post(url, body, max_bytes)
+            answers, started = self._post(url, body, max_bytes, parse)
             results = _match_answers([answers] if single and isinstance(answers, dict) else answers, ids, url)
             outcome = "ok"
             return results
@@ -177,7 +193,7 @@ class JsonRpc:
             {"tries": str(gave_up.tries), "endpoint": where, "error": error},
         )
 
-    def _post(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
+    def _post(self, url: str, body: bytes, max_bytes: int | None, parse: Parser) -> tuple[Any, float]:
         """The parsed answer and when its request left (after waiting for a slot of the endpoint's window).
 
         A stoppable job's request runs in one of the endpoints' runner threads, so that a stop is seen within
@@ -185,9 +201,9 @@ class JsonRpc:
         ends by its own timeout and its answer is dropped.
         """
         if self.stop is NEVER:
-            return self._post_in_slot(url, body, max_bytes)
+            return self._post_in_slot(url, body, max_bytes, parse)
         context = copy_context()  # lines the request logs carry the job's log context
-        request = self.endpoints.runners.submit(lambda: context.run(self._post_in_slot, url, body, max_bytes))
+        request = self.endpoints.runners.submit(lambda: context.run(self._post_in_slot, url, body, max_bytes, parse))
         while True:
             try:
                 return request.result(timeout=STOP_POLL_S)
@@ -196,12 +212,12 @@ class JsonRpc:
                     raise  # the request's own
                 self.stop.raise_if_stopped()
 
-    def _post_in_slot(self, url: str, body: bytes, max_bytes: int | None) -> tuple[Any, float]:
+    def _post_in_slot(self, url: str, body: bytes, max_bytes: int | None, parse: Parser) -> tuple[Any, float]:
         """_post within a slot of the endpoint's window, telling the window how it went."""
         with self.endpoints.get(url).slot(self.stop) as lease:
             started = time.perf_counter()
             try:
-                answer = _post(self.endpoints.client, url, body, max_bytes, self.timeout_s)
+                answer = _post(self.endpoints.client, url, body, max_bytes, self.timeout_s, parse)
             except TransientError as exc:
                 lease.outcome, lease.retry_after_s = exc.outcome, exc.retry_after_s
                 raise
@@ -209,7 +225,9 @@ class JsonRpc:
             return answer, started
 
 
-def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None, timeout_s: float) -> Any:
+def _post(
+    client: httpx.Client, url: str, body: bytes, max_bytes: int | None, timeout_s: float, parse: Parser
+) -> Any:
     """POSTs body and parses the JSON answer; TransientError for anything worth another try."""
     try:
         headers = {"content-type": "application/json"}
@@ -223,9 +241,38 @@ def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None, ti
         outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
         raise TransientError(f"{type(exc).__name__}: {exc}", outcome) from exc
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
+        return parse(content)
+    except msgspec.ValidationError as exc:  # JSON, but not of the shape asked for
+        raise TransientError(f"the node's answer is malformed: {exc}") from exc
+    except (orjson.JSONDecodeError, msgspec.DecodeError) as exc:
         raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
+
+
+
+@lru_cache(maxsize=None)
+def _parser(result_type: Any) -> Parser:
+    """How an answer's bytes become JSON-RPC answers: orjson into plain objects, or with a result type, msgspec
+    into an answer whose result is of that type (handed on as the plain answer object _match_answers reads)."""
+    if result_type is None:
+        return orjson.loads
+    answer = msgspec.defstruct(
+        "Answer",
+        [
+            ("id", Any, None),
+            ("result", result_type | msgspec.UnsetType, msgspec.UNSET),
+            ("error", dict[str, Any] | None, None),
+        ],
+    )
+    decode = msgspec.json.Decoder(answer).decode
+
+    def parse(content: bytes) -> dict[str, Any]:
+        got = decode(content)
+        plain = {"id": got.id, "error": got.error}
+        if got.result is not msgspec.UNSET:
+            plain["result"] = got.result
+        return plain
+
+    return parse
 
 
 def _read_at_most(response: httpx.Response, max_bytes: int) -> bytes:
