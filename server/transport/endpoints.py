@@ -192,17 +192,26 @@ class RequestThreads:
             self._queue.put(None)
 
     def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, request = item
-            if not future.set_running_or_notify_cancel():
-                self._idle.release()
-                continue
-            try:
-                outcome, settle = request(), future.set_result
-            except BaseException as exc:  # handed to the waiting thread
-                outcome, settle = exc, future.set_exception
-            self._idle.release()  # idle before the waiting thread wakes: its next request finds this one
-            settle(outcome)
+        while self._run(self._queue.get()):
+            pass
+
+    def _run(self, item: tuple[Future, Callable[[], Any]] | None) -> bool:
+        """Runs one request (False: the thread is to end). Its own frame, so that an idle thread refers to
+        nothing of the request it ran: a loop's variables would keep the last answer (up to 16 MiB of parsed
+        logs) alive while the thread waits for the next, in each of up to ``most`` threads."""
+        if item is None:
+            return False
+        future, request = item
+        if not future.set_running_or_notify_cancel():
+            self._idle.release()
+            return True
+        try:
+            outcome, settle = request(), future.set_result
+        except BaseException as exc:  # handed to the waiting thread
+            outcome, settle = exc, future.set_exception
+        self._idle.release()  # idle before the waiting thread wakes: its next request finds this one
+        settle(outcome)
+        return True
 
 
 class Endpoints:
