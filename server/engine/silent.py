@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from server.engine.contracts import EntityKind
 from server.engine.journal import Touch
 from server.errors import ChainsyncError
@@ -38,6 +40,25 @@ from server.transport.provider_limits import RpcError, range_limit
 from server.transport.rpc import JsonRpc
 
 log = logging.getLogger("chainsync.sync")
+
+
+class TraceAction(msgspec.Struct, rename="camel", gc=False):
+    to: str | None = None
+    input: str | None = None  # a create's action has "init" instead
+    call_type: str | None = None
+
+
+class Trace(msgspec.Struct, rename="camel", gc=False):
+    """What _from_traces reads of a trace_filter entry (Parity's format), decoded by the transport as
+    server/engine/scan.py's logs are: the rest (the call's output, gas, value) is parsed, never kept. A block
+    reward's trace has no transaction; a field this lacks keeps the meaning its absence had."""
+
+    block_number: int
+    type: str | None = None
+    action: TraceAction | None = None
+    transaction_hash: str | None = None
+    trace_address: list[int] | None = None  # [] for the transaction's own call
+    error: Any = None
 
 STRATEGIES = ("auto", "trace", "blocks", "off")
 BLOCKS_PER_BATCH = 100  # blocks fetched per JSON-RPC batch when reading transactions
@@ -175,14 +196,14 @@ class SilentChanges:
                 self.strategy = "blocks"
         return self._from_blocks(start, stop, by_address)
 
-    def _traces(self, start: int, stop: int, addresses: list[str]) -> list[dict[str, Any]]:
+    def _traces(self, start: int, stop: int, addresses: list[str]) -> list[Trace]:
         """trace_filter over start..stop, split into the ranges the node accepts."""
-        traces: list[dict[str, Any]] = []
+        traces: list[Trace] = []
         while start <= stop:
             end = min(stop, start + self._trace_size - 1)
             flt = {"fromBlock": hex(start), "toBlock": hex(end), "toAddress": addresses}
             try:
-                traces += self.rpc.call("trace_filter", [flt]) or []
+                traces += self.rpc.call("trace_filter", [flt], result_type=list[Trace] | None) or []
             except RpcError as err:
                 limit = range_limit(err)
                 asked = end - start + 1
@@ -204,18 +225,20 @@ class SilentChanges:
         succeeded: list[Touch] = []
         candidates: dict[str, list[Touch]] = {}
         for trace in self._traces(start, stop, list(by_address)):
-            action = trace.get("action", {})
-            if trace.get("type") != "call" or trace.get("error") or action.get("callType") not in ("call", None):
+            action = trace.action
+            if trace.type != "call" or trace.error or action is None or action.call_type not in ("call", None):
                 continue
-            touch = mutator_touch(action.get("to"), action.get("input"), trace["blockNumber"], by_address)
+            touch = mutator_touch(action.to, action.input, trace.block_number, by_address)
             if touch is None:
                 continue
-            if trace.get("traceAddress") == []:
+            if trace.trace_address == []:
                 # The transaction's own call, without an error: the transaction succeeded, no receipt needed.
                 succeeded.append(touch)
+            elif trace.transaction_hash is None:
+                raise ChainsyncError("RPC_BAD_RESPONSE", "trace_filter answered an internal call without its transaction")
             else:
                 # An internal call: a caller further up may have reverted it; the receipt says.
-                candidates.setdefault(trace["transactionHash"], []).append(touch)
+                candidates.setdefault(trace.transaction_hash, []).append(touch)
         return succeeded + self._successful(candidates)
 
     def _from_blocks(self, start: int, stop: int, by_address: dict[str, EntityKind]) -> list[Touch]:
