@@ -50,8 +50,9 @@ class TraceAction(msgspec.Struct, rename="camel", gc=False):
 
 class Trace(msgspec.Struct, rename="camel", gc=False):
     """What _from_traces reads of a trace_filter entry (Parity's format), decoded by the transport as
-    server/engine/scan.py's logs are: the rest (the call's output, gas, value) is parsed, never kept. A block
-    reward's trace has no transaction; a field this lacks keeps the meaning its absence had."""
+    server/engine/scan.py's logs are: the rest (the call's output, gas, value) is parsed, never kept. Only the
+    block number is required: the other fields may be absent, as they may be in Parity's format (a block
+    reward's trace has no transaction, a create's action no callType), and an absent one is treated as before."""
 
     block_number: int
     type: str | None = None
@@ -59,6 +60,7 @@ class Trace(msgspec.Struct, rename="camel", gc=False):
     transaction_hash: str | None = None
     trace_address: list[int] | None = None  # [] for the transaction's own call
     error: Any = None
+
 
 STRATEGIES = ("auto", "trace", "blocks", "off")
 BLOCKS_PER_BATCH = 100  # blocks fetched per JSON-RPC batch when reading transactions
@@ -235,7 +237,9 @@ class SilentChanges:
                 # The transaction's own call, without an error: the transaction succeeded, no receipt needed.
                 succeeded.append(touch)
             elif trace.transaction_hash is None:
-                raise ChainsyncError("RPC_BAD_RESPONSE", "trace_filter answered an internal call without its transaction")
+                raise ChainsyncError(
+                    "RPC_BAD_RESPONSE", "trace_filter answered an internal call without its transaction"
+                )
             else:
                 # An internal call: a caller further up may have reverted it; the receipt says.
                 candidates.setdefault(trace.transaction_hash, []).append(touch)

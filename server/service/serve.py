@@ -320,8 +320,8 @@ def fewer_malloc_arenas() -> None:
 
 
 def fewer_collections() -> None:
-    """A job makes tens of thousands of objects per answer (getter and trace answers, touches, records; an
-    eth_getLogs answer's logs are msgspec structs the collector does not track). With the default threshold
+    """A job makes tens of thousands of objects per answer (getter answers, touches, records; eth_getLogs and
+    trace_filter entries are msgspec structs the collector does not track). With the default threshold
     (a young-generation collection every 700 allocations) the collector runs hundreds of times per answer, and
     its older generations rescan everything alive: parsing the bench chain's dense answer (14 MB) into dicts
     took 46 to 130 ms instead of 37. What exists at start-up is frozen (never rescanned),

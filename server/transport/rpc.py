@@ -4,8 +4,8 @@ Owns: pooled HTTP connections (httpx + orjson), JSON-RPC array batches, and
 what to do when the node misbehaves. A caller that says what a call's result
 is (``result_type``: a msgspec type) gets it decoded straight into that type:
 the whole answer is still parsed and checked as JSON, but only the fields the
-type names become Python objects (eth_getLogs' thousands of log entries,
-server/engine/scan.py), and an answer of another shape is a malformed one,
+type names become Python objects (the thousands of entries of eth_getLogs and
+trace_filter answers, server/engine/scan.py and silent.py), and an answer of another shape is a malformed one,
 named by its path (``$.result[3].blockNumber``). Transient failures (connection errors,
 timeouts, HTTP 429 and 5xx, an answer that is not JSON-RPC) are retried under
 the one retry policy (server/retry.py: the next URL at once, backoff with full
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import httpx
@@ -225,9 +225,7 @@ class JsonRpc:
             return answer, started
 
 
-def _post(
-    client: httpx.Client, url: str, body: bytes, max_bytes: int | None, timeout_s: float, parse: Parser
-) -> Any:
+def _post(client: httpx.Client, url: str, body: bytes, max_bytes: int | None, timeout_s: float, parse: Parser) -> Any:
     """POSTs body and parses the JSON answer; TransientError for anything worth another try."""
     try:
         headers = {"content-type": "application/json"}
@@ -248,8 +246,7 @@ def _post(
         raise TransientError(f"HTTP {response.status_code} with a body that is not JSON") from exc
 
 
-
-@lru_cache(maxsize=None)
+@cache
 def _parser(result_type: Any) -> Parser:
     """How an answer's bytes become JSON-RPC answers: orjson into plain objects, or with a result type, msgspec
     into an answer whose result is of that type (handed on as the plain answer object _match_answers reads)."""
