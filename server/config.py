@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from server.logs import check_settings as check_log_settings
+from server.transport.endpoints import DEFAULT_CAP as DEFAULT_RPC_CONCURRENCY
 
 DEFAULT_SSE_PING_S = 15.0
 
@@ -34,7 +35,7 @@ class Settings:
     silent_changes: str = "auto"
     reorg_window: int = 128  # blocks up to a job's toBlock whose hashes and touches it keeps (docs/reorgs.md)
     rpc_budget_s: int = 30
-    rpc_concurrency: int = 8  # requests in flight to one node URL at most (the window adapts below it)
+    rpc_concurrency: int = DEFAULT_RPC_CONCURRENCY  # requests in flight to one node URL at most (the window adapts)
     tls_cert: str | None = None  # PEM files: with both, gRPC is served over TLS only
     tls_key: str | None = None
     lease_s: int = 15

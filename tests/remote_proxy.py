@@ -14,6 +14,10 @@ Between every client and the upstream node it
   (``record=True``) keeps the body of every request it forwarded (the bench's
   ceiling sends exactly those again, bench/ceiling.py) and when each answer
   left;
+- keeps when each request came and its answer left, and from those the most
+  round trips a client made in a row (``round_trips_in_a_row``: requests
+  each sent after the answer to the one before it, so no faster client
+  sending them in that order could take less than that many round trips);
 - can make some methods slower than the rest (``slower``: seconds added).
 
 It speaks plain HTTP/1.1 with keep-alive (what JSON-RPC clients send), runs
@@ -87,6 +91,7 @@ class RemoteProxy:
         self.record = record
         self.recorded: list[bytes] = []  # bodies forwarded upstream, in order (with record=True)
         self.answered: list[tuple[float, bytes]] = []  # (monotonic time, body) as their answers left (record=True)
+        self.spans: list[tuple[float, float]] = []  # (came, answer left), monotonic, of every JSON-RPC request
         self._port = port
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -114,7 +119,16 @@ class RemoteProxy:
         self.counts = Counts()
         self.recorded = []
         self.answered = []
+        self.spans = []
         self._bucket = self._new_bucket()
+
+    def round_trips_in_a_row(self) -> int:
+        """The longest chain of requests (since the last reset) each of which came after the answer to the one
+        before it had left: round trips a client made one after another, however many it had in flight."""
+        chain: list[tuple[float, int]] = []  # (answer left, longest chain ending with that request)
+        for came, left in sorted(self.spans):
+            chain.append((left, 1 + max((n for earlier, n in chain if earlier <= came), default=0)))
+        return max((n for _, n in chain), default=0)
 
     def _new_bucket(self) -> TokenBucket | None:
         limits = self.limits
@@ -156,6 +170,7 @@ class RemoteProxy:
         counts = self.counts
         if method == "GET":  # the counts, for the bench and the tests
             return 200, {}, json.dumps(counts.__dict__).encode()
+        came, spans = time.monotonic(), self.spans  # a request that came before a reset is not counted after it
         counts.requests += 1
         counts.in_flight += 1
         counts.max_in_flight = max(counts.max_in_flight, counts.in_flight)
@@ -187,6 +202,7 @@ class RemoteProxy:
             return upstream.status_code, {}, upstream.content
         finally:
             counts.in_flight -= 1
+            spans.append((came, time.monotonic()))
 
     def _range_refusal(self, request: Any) -> dict[str, Any] | None:
         cap = self.limits.max_logs_range
