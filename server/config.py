@@ -8,9 +8,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from server.logs import check_settings as check_log_settings
-from server.transport.endpoints import DEFAULT_CAP as DEFAULT_RPC_CONCURRENCY
 
 DEFAULT_SSE_PING_S = 15.0
+DEFAULT_RPC_CONCURRENCY = 8  # CHAINSYNC_RPC_CONCURRENCY: the endpoint window's cap, and where it starts
 
 
 def default_db_path() -> str:

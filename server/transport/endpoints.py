@@ -40,9 +40,10 @@ from typing import Any
 
 import httpx
 
+from server.config import DEFAULT_RPC_CONCURRENCY
 from server.stopping import NEVER, StopToken
 
-DEFAULT_CAP = 8  # CHAINSYNC_RPC_CONCURRENCY
+DEFAULT_CAP = DEFAULT_RPC_CONCURRENCY
 INITIAL_WINDOW = float(DEFAULT_CAP)  # a higher cap is reached by growing from here
 CONGESTION = frozenset({"http_429", "http_5xx", "timeout"})
 PACE_SHARE = 0.9  # a learned pace is at most this share of the rate the provider accepted...
