@@ -165,7 +165,7 @@ class TimedJobs:
     def figures(self) -> dict[str, Any]:
         counted = self.times[self.warm_up :]
         return {
-            "seconds": sorted(counted)[len(counted) // 2],
+            "seconds": middle(counted),
             "runs": [round(t, 3) for t in counted],
             "round_trips_in_a_row": self.in_a_row[self.warm_up :],
             "events": self.job.stats.events_found,
@@ -174,6 +174,11 @@ class TimedJobs:
             "from_block": self.job.from_block,
             "to_block": self.job.to_block,
         }
+
+
+def middle(values: list) -> Any:
+    """The median of an odd number of values (of an even number, the upper of the two middle ones)."""
+    return sorted(values)[len(values) // 2]
 
 
 def run_chainsync(devnet, tmp: Path, silent: str, proxy: RemoteProxy | None = None, runs: int = 1) -> dict[str, Any]:
@@ -406,7 +411,7 @@ def measure_demo(demo, tmp: Path) -> dict[str, Any]:
     near_figures, far_figures = loopback.figures(), remote.figures()
     slowdown = far_figures["seconds"] / near_figures["seconds"]
     in_a_row = far_figures["round_trips_in_a_row"]
-    typical = sorted(in_a_row)[len(in_a_row) // 2]
+    typical = middle(in_a_row)
     floor = near_figures["seconds"] + typical * REMOTE.rtt_s  # what the network allows a job with these steps
     print(
         f"  demo full sync: loopback {near_figures['runs']} s, 50 ms away {far_figures['runs']} s: x{slowdown:.2f}; "

@@ -43,8 +43,7 @@ import httpx
 from server.config import DEFAULT_RPC_CONCURRENCY
 from server.stopping import NEVER, StopToken
 
-DEFAULT_CAP = DEFAULT_RPC_CONCURRENCY
-INITIAL_WINDOW = float(DEFAULT_CAP)  # a higher cap is reached by growing from here
+INITIAL_WINDOW = float(DEFAULT_RPC_CONCURRENCY)  # a higher cap is reached by growing from here
 CONGESTION = frozenset({"http_429", "http_5xx", "timeout"})
 PACE_SHARE = 0.9  # a learned pace is at most this share of the rate the provider accepted...
 PACE_CUT = 0.5  # ...and at most this share of the rate requests were sent at (a burst allowance hides the rate)
@@ -67,7 +66,7 @@ class EndpointState:
 class Endpoint:
     """One node URL: the window of requests in flight, the pace after a 429, the pause a Retry-After asks for."""
 
-    def __init__(self, url: str, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, url: str, cap: int = DEFAULT_RPC_CONCURRENCY) -> None:
         self.url = url
         self.cap = max(1, cap)
         self._window = min(float(self.cap), INITIAL_WINDOW)
@@ -223,7 +222,7 @@ class Endpoints:
     and its connections: about 80 ms to make here, and a handshake per connection.) And the threads a
     stoppable job's requests run in (``runners``), so that the job can stop without waiting for one."""
 
-    def __init__(self, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, cap: int = DEFAULT_RPC_CONCURRENCY) -> None:
         self.cap = cap
         self._by_url: dict[str, Endpoint] = {}
         self._lock = threading.Lock()
