@@ -96,8 +96,9 @@ def test_auto_on_a_node_without_traces_asks_once_says_so_once_and_no_job_pays_a_
         scrape = httpx.get(f"http://{server.metrics_addr}/metrics", timeout=10).text
     lines = [json.loads(line) for line in server.proc.stdout.read().splitlines() if line.startswith("{")]
     said = [line for line in lines if "does not serve trace_filter" in line["message"]]
-    about_traces = [line for line in lines if "trace" in line["message"]]  # shown when the check fails
-    assert len(said) == 1 and said[0]["level"] == "INFO" and said[0]["endpoint"] == proxy.url, about_traces
+    # shown when the check fails (it failed twice in full CI runs, never alone: every line tells more next time)
+    shown = [(line["level"], line["message"][:120]) for line in lines]
+    assert len(said) == 1 and said[0]["level"] == "INFO" and said[0]["endpoint"] == proxy.url, (len(lines), shown)
     assert not [line for line in lines if line["level"] == "WARNING" and "trace" in line["message"]]
     assert 'method="trace_filter",outcome="rpc_error"} 1.0' in scrape, "counted by method: the one probe"
     assert 'method="eth_getBlockByNumber"' in scrape
