@@ -81,7 +81,7 @@ def run(settings: Settings) -> None:
     host, port = settings.http_addr.rsplit(":", 1)
     app = create_app(settings)
     scheme = "grpcs" if settings.tls_ca else "grpc"
-    print(f"chainsync REST bridge on http://{host}:{port} -> {scheme}://{settings.grpc_addr}", flush=True)
+    logs.announce(f"chainsync REST bridge on http://{host}:{port} -> {scheme}://{settings.grpc_addr}")
     # log_config=None: uvicorn's own loggers go through the handler logs.setup installed (JSON or text);
     # its access log is off, RequestIds writes a richer one (request id, route, duration) when asked.
     uvicorn.run(app, host=host, port=int(port), log_config=None, log_level=None, access_log=False)

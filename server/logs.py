@@ -5,8 +5,9 @@ at a terminal), the context every line carries without being passed around
 (``job_id`` and ``request_id`` in contextvars: the runner sets them for a job,
 the gRPC call wrapper and the bridge middleware for a call), the request-id
 rules (``valid_request_id``, ``new_request_id``), masking of secrets (API
-tokens, RPC URL paths and queries) in every line, and ``setup``, which
-``chainsync serve`` and ``chainsync bridge`` call once at start.
+tokens, RPC URL paths and queries) in every line, ``setup``, which
+``chainsync serve`` and ``chainsync bridge`` call once at start, and
+``announce``, their start-up lines on stdout.
 docs/logging.md describes the format and the settings.
 """
 
@@ -73,6 +74,15 @@ def log_context(*, job_id: str | None = None, request_id: str | None = None) -> 
         yield
     finally:
         unbind(tokens)
+
+
+def announce(line: str) -> None:
+    """A start-up line ("listening on ...") on stdout, written whole in one call. print() writes the text and
+    its newline apart, and with PYTHONUNBUFFERED (set in many container images) each is a write of its own: a
+    log line another thread wrote between them, to stderr on the same file or pipe, was glued to the end of
+    the start-up line, and a reader of one JSON object per line lost it."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def secrets_of(tokens: Iterable[str] = (), urls: Iterable[str] = ()) -> list[str]:

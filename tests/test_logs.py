@@ -11,7 +11,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -22,7 +25,7 @@ from chainsync.v1 import jobs_pb2, jobs_pb2_grpc
 
 from server import logs
 from tests.fault_proxy import FaultProxy, Faults
-from tests.processes import grpc_server, rest_bridge
+from tests.processes import REPO, grpc_server, rest_bridge
 from tests.stack import wait_until
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -182,3 +185,33 @@ def test_text_format_and_settings_are_checked() -> None:
     assert logs.resolve_format("auto", io.StringIO()) == "json"  # not a terminal
     assert logs.valid_request_id("a b~") and not logs.valid_request_id("") and not logs.valid_request_id("é")
     assert not logs.valid_request_id("x" * 129) and not logs.valid_request_id("a\tb")
+
+
+def test_start_up_lines_and_log_lines_from_other_threads_never_share_a_line(tmp_path) -> None:
+    """With PYTHONUNBUFFERED (as in many container images) and stdout and stderr on one file, as the tests and
+    a container's log collector have them: the start-up lines a server announces while its threads already log
+    (the trace probe does) leave every log line whole, one JSON object per line."""
+    child = (
+        "import logging, threading\n"
+        "from server import logs\n"
+        "logs.setup('json', 'info')\n"
+        "def chatter():\n"
+        "    for n in range(2000):\n"
+        "        logging.getLogger('chainsync.test').info('line %d', n)\n"
+        "thread = threading.Thread(target=chatter)\n"
+        "thread.start()\n"
+        "for n in range(2000):\n"
+        "    logs.announce(f'chainsync listening on port {n}')\n"
+        "thread.join()\n"
+    )
+    out = tmp_path / "out.log"
+    with out.open("wb") as sink:
+        subprocess.run(
+            [sys.executable, "-c", child], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=sink, stderr=subprocess.STDOUT, timeout=60, check=True,
+        )  # fmt: skip
+    output = out.read_text()
+    logged = json_lines(output)  # fails on a line that is neither a start-up line nor a JSON object
+    announced = [line for line in output.splitlines() if line.startswith("chainsync ")]
+    assert announced == [f"chainsync listening on port {n}" for n in range(2000)]
+    assert [entry["message"] for entry in logged] == [f"line {n}" for n in range(2000)]

@@ -247,11 +247,9 @@ async def start(parts: Parts) -> MetricsServer | None:
         await parts.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.grpc_addr.rsplit(":", 1)[0]
     tls = " over TLS" if settings.tls_cert else ""
-    print(
-        f"chainsync gRPC JobService listening on {host}:{parts.port}{tls} (store: {redact_db(settings.db)})", flush=True
-    )
+    logs.announce(f"chainsync gRPC JobService listening on {host}:{parts.port}{tls} (store: {redact_db(settings.db)})")
     if metrics_server is not None:
-        print(f"chainsync metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
+        logs.announce(f"chainsync metrics on http://{metrics_server.host}:{metrics_server.port}/metrics")
     return metrics_server
 
 
